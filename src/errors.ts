@@ -1,0 +1,74 @@
+/**
+ * One error class for everything a user or an operator can see. `code` is stable
+ * (tests, alerts and scripts match on it); `message` says what happened and what to do.
+ * Codes are grouped by subsystem prefix: FRAME_ (wire framing), PROTO_ (messages and
+ * session), HAL_ (transports and discovery), SIM_ (the simulated camera), CUSTODY_,
+ * CONFIG_, CLI_.
+ */
+export const ERROR_CODES = [
+  // framing
+  'FRAME_CRC',
+  'FRAME_TRUNCATED',
+  'FRAME_OVERSIZED',
+  'FRAME_BAD_COBS',
+  'FRAME_BAD_VERSION',
+  'FRAME_BAD_LENGTH',
+  // messages and session
+  'PROTO_BAD_PAYLOAD',
+  'PROTO_UNKNOWN_TYPE',
+  'PROTO_UNEXPECTED',
+  'PROTO_TIMEOUT',
+  'PROTO_REMOTE',
+  'PROTO_VERSION',
+  'PROTO_BAD_NAME',
+  'PROTO_CLOSED',
+  'PROTO_AUTH',
+  // hardware abstraction
+  'HAL_OPEN',
+  'HAL_DISCONNECTED',
+  'HAL_WRITE',
+  'HAL_NOT_FOUND',
+  'HAL_AMBIGUOUS',
+  'HAL_UNSUPPORTED',
+  // simulator
+  'SIM_BAD_FAULTS',
+  'SIM_BAD_STATE',
+  'SIM_FFMPEG',
+  'SIM_PTY',
+  // custody
+  'CUSTODY_BAD_MANIFEST',
+  'CUSTODY_SIGNATURE',
+  // configuration and command line
+  'CONFIG_INVALID',
+  'CLI_USAGE',
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+export class DockError extends Error {
+  override readonly name = 'DockError';
+  readonly code: ErrorCode;
+  /** Machine-readable context (never secrets): serial, path, seq, offsets... */
+  readonly details: Readonly<Record<string, unknown>>;
+
+  constructor(code: ErrorCode, message: string, details: Record<string, unknown> = {}, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.details = details;
+  }
+
+  toJSON(): { code: ErrorCode; message: string; details: Readonly<Record<string, unknown>> } {
+    return { code: this.code, message: this.message, details: this.details };
+  }
+}
+
+export function isDockError(err: unknown, code?: ErrorCode): err is DockError {
+  return err instanceof DockError && (code === undefined || err.code === code);
+}
+
+/** Wraps anything thrown into a DockError so callers deal with one type. */
+export function toDockError(err: unknown, code: ErrorCode, message: string, details: Record<string, unknown> = {}): DockError {
+  if (err instanceof DockError) return err;
+  const reason = err instanceof Error ? err.message : String(err);
+  return new DockError(code, `${message}: ${reason}`, details, { cause: err });
+}

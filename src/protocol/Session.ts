@@ -1,0 +1,490 @@
+/**
+ * The dock's side of a link to one camera.
+ *
+ *   request() ──► window (≤ N in flight) ──► encodeFrame ──► transport.write
+ *                                                   transport 'data' ──► FrameDecoder
+ *   pending (Map, in send order) ◄── match by seq ◄──────────────────────────┘
+ *
+ * Loss recovery: a camera answers requests in the order it received them
+ * (docs/protocol.md §3.3). So when the answer to request N arrives, every request
+ * sent before N that is still pending was lost (or its answer was) and is resent at
+ * once with a new sequence number, without waiting for a timer. A timer covers the
+ * rest: when requests are pending and no byte at all has arrived for `timeoutMs`,
+ * every pending request is resent. Each request has `retries` resends; then it
+ * rejects with PROTO_TIMEOUT. A late answer to a superseded sequence number is
+ * counted as stale and dropped.
+ */
+import { randomBytes, verify as verifySignature, createPublicKey } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { decodeStruct, encodeStruct } from './codec.js';
+import { encodeFrame, FLAG_RESPONSE, FRAME_VERSION, MIN_MAX_PAYLOAD, PROTOCOL_MAX_PAYLOAD, type Frame } from './frame.js';
+import { FrameDecoder, type DiscardReason } from './FrameDecoder.js';
+import {
+  assertClipId,
+  assertSerial,
+  MESSAGES,
+  PROTOCOL_VERSION_MAX,
+  PROTOCOL_VERSION_MIN,
+  remoteErrorName,
+  type ClipEntry,
+  type LogEntry,
+  type Request,
+  type RequestName,
+  type Response,
+} from './messages.js';
+import { authMessage, rawEd25519PublicKey } from './auth.js';
+import { DockError } from '../errors.js';
+import { silentLogger, type Logger } from '../log.js';
+import type { Transport } from '../hal/Transport.js';
+
+export interface SessionOptions {
+  timeoutMs?: number; // idle time with requests pending before they are resent; default 1000
+  retries?: number; // resends per request before PROTO_TIMEOUT; default 4
+  window?: number; // most requests in flight, capped by the camera's HELLO; default 8
+  maxPayload?: number; // largest payload the dock accepts; default 256 KiB
+  dockId?: string; // sent in HELLO; default 'dockside'
+  log?: Logger;
+}
+
+export const SESSION_DEFAULTS = {
+  timeoutMs: 1000,
+  retries: 4,
+  window: 8,
+  maxPayload: 256 * 1024,
+  dockId: 'dockside',
+} as const;
+
+export interface SessionStats {
+  requests: number;
+  responses: number;
+  retries: number; // resends, for any reason
+  gapResends: number; // resends triggered by a later answer arriving first
+  timeouts: number; // idle timer firings
+  failed: number; // requests that ran out of retries
+  remoteErrors: number;
+  stale: number; // answers to superseded or unknown sequence numbers
+  unexpected: number; // frames that are not a valid answer to what was asked
+  framesOut: number;
+  bytesOut: number;
+  bytesIn: number;
+  discarded: number;
+  discardedByReason: Partial<Record<DiscardReason, number>>;
+}
+
+export interface SessionEvents {
+  disconnected: [error: DockError];
+  discarded: [reason: DiscardReason, bytes: number];
+}
+
+interface Pending {
+  name: RequestName;
+  payload: Buffer;
+  attempts: number;
+  maxRetries: number;
+  seq: number;
+  resolve: (r: Response<RequestName>) => void;
+  reject: (e: DockError) => void;
+}
+
+export type Hello = Response<'HELLO'>;
+
+/** A READ answer for one chunk, delivered in offset order by readRange(). */
+export type ChunkSink = (offset: number, data: Buffer) => void | Promise<void>;
+
+export class Session extends EventEmitter<SessionEvents> {
+  readonly transport: Transport;
+  readonly stats: SessionStats = {
+    requests: 0,
+    responses: 0,
+    retries: 0,
+    gapResends: 0,
+    timeouts: 0,
+    failed: 0,
+    remoteErrors: 0,
+    stale: 0,
+    unexpected: 0,
+    framesOut: 0,
+    bytesOut: 0,
+    bytesIn: 0,
+    discarded: 0,
+    discardedByReason: {},
+  };
+  readonly #opts: Required<Omit<SessionOptions, 'log'>>;
+  readonly #log: Logger;
+  readonly #decoder: FrameDecoder;
+  readonly #pending = new Map<number, Pending>();
+  readonly #waiting: (() => void)[] = [];
+  #inFlight = 0;
+  #window: number;
+  #maxPayload = MIN_MAX_PAYLOAD;
+  #seq = 1;
+  #timer: NodeJS.Timeout | undefined;
+  #closed: DockError | undefined;
+  #hello: Hello | undefined;
+  readonly #onData = (chunk: Buffer): void => this.#receive(chunk);
+  readonly #onDisconnected = (err: DockError): void => this.#shutdown(err, true);
+
+  constructor(transport: Transport, options: SessionOptions = {}) {
+    super();
+    const o = { ...SESSION_DEFAULTS, ...stripUndefined(options) };
+    for (const key of ['timeoutMs', 'retries', 'window', 'maxPayload'] as const) {
+      const v = o[key];
+      if (!Number.isInteger(v) || v < (key === 'retries' ? 0 : 1)) throw new DockError('CONFIG_INVALID', `session option ${key} must be a positive integer, got ${String(v)}`);
+    }
+    if (o.maxPayload > PROTOCOL_MAX_PAYLOAD || o.maxPayload < MIN_MAX_PAYLOAD) {
+      throw new DockError('CONFIG_INVALID', `session option maxPayload must be from ${MIN_MAX_PAYLOAD} to ${PROTOCOL_MAX_PAYLOAD}, got ${o.maxPayload}`);
+    }
+    this.#opts = { timeoutMs: o.timeoutMs, retries: o.retries, window: o.window, maxPayload: o.maxPayload, dockId: o.dockId };
+    this.#log = options.log ?? silentLogger();
+    this.#window = 1; // until HELLO says otherwise
+    this.transport = transport;
+    this.#decoder = new FrameDecoder(
+      {
+        onFrame: (f) => this.#onFrame(f),
+        onDiscard: (reason, bytes) => {
+          this.stats.discarded++;
+          this.stats.discardedByReason[reason] = (this.stats.discardedByReason[reason] ?? 0) + 1;
+          if (this.#log.isLevelEnabled('debug')) this.#log.debug({ reason, bytes }, 'frame discarded');
+          this.emit('discarded', reason, bytes);
+        },
+      },
+      this.#opts.maxPayload,
+    );
+    transport.on('data', this.#onData);
+    transport.on('disconnected', this.#onDisconnected);
+  }
+
+  /** Opens the transport and performs HELLO: the session is ready for requests. */
+  static async connect(transport: Transport, options: SessionOptions = {}): Promise<Session> {
+    await transport.open();
+    const session = new Session(transport, options);
+    try {
+      await session.hello();
+    } catch (err) {
+      await session.close();
+      throw err;
+    }
+    return session;
+  }
+
+  get info(): Hello {
+    if (!this.#hello) throw new DockError('PROTO_UNEXPECTED', 'session has not completed HELLO yet');
+    return this.#hello;
+  }
+
+  get serial(): string {
+    return this.info.serial;
+  }
+
+  get window(): number {
+    return this.#window;
+  }
+
+  /** Largest READ data chunk that fits the negotiated payload. */
+  get maxChunk(): number {
+    return this.#maxPayload - 12; // READ answer: u64 offset + u32 length
+  }
+
+  get closed(): boolean {
+    return this.#closed !== undefined;
+  }
+
+  async hello(): Promise<Hello> {
+    const res = await this.request('HELLO', {
+      minVersion: PROTOCOL_VERSION_MIN,
+      maxVersion: PROTOCOL_VERSION_MAX,
+      dockId: this.#opts.dockId,
+      maxPayload: this.#opts.maxPayload,
+      window: this.#opts.window,
+    });
+    if (res.version < PROTOCOL_VERSION_MIN || res.version > PROTOCOL_VERSION_MAX) {
+      throw new DockError('PROTO_VERSION', `camera chose protocol version ${res.version}, outside what this dock speaks (${PROTOCOL_VERSION_MIN}..${PROTOCOL_VERSION_MAX}); update dockside or the camera firmware`, { version: res.version });
+    }
+    assertSerial(res.serial);
+    if (res.maxPayload < MIN_MAX_PAYLOAD) {
+      throw new DockError('PROTO_UNEXPECTED', `camera ${res.serial} offers a maximum payload of ${res.maxPayload} bytes, below the protocol minimum ${MIN_MAX_PAYLOAD}`, { serial: res.serial });
+    }
+    this.#maxPayload = Math.min(res.maxPayload, this.#opts.maxPayload);
+    this.#window = Math.max(1, Math.min(res.window, this.#opts.window));
+    this.#hello = res;
+    this.#drainWaiting();
+    this.#log.debug({ serial: res.serial, model: res.model, maxPayload: this.#maxPayload, window: this.#window }, 'hello');
+    return res;
+  }
+
+  /**
+   * AUTH: the camera signs a fresh nonce with its device key. Returns the raw
+   * Ed25519 public key it proved it holds. With `expectedKey` (the enrolled key, raw
+   * 32 bytes), a different key is refused with PROTO_AUTH.
+   */
+  async authenticate(expectedKey?: Buffer): Promise<Buffer> {
+    const nonce = randomBytes(32);
+    const res = await this.request('AUTH', { nonce });
+    const key = Buffer.from(res.publicKey);
+    const pub = createPublicKey({ key: rawEd25519PublicKey(key), format: 'der', type: 'spki' });
+    if (!verifySignature(null, authMessage(this.serial, nonce), pub, res.signature)) {
+      throw new DockError('PROTO_AUTH', `camera ${this.serial} failed authentication: its signature over the dock's challenge does not verify. Do not trust this device; report it`, { serial: this.serial });
+    }
+    if (expectedKey && !expectedKey.equals(key)) {
+      throw new DockError('PROTO_AUTH', `camera ${this.serial} proved a key that is not the one enrolled for it. Nothing is taken from it; if the camera was re-keyed, re-enroll it with \`dockside enroll ${this.serial}\``, {
+        serial: this.serial,
+      });
+    }
+    return key;
+  }
+
+  status(): Promise<Response<'STATUS'>> {
+    return this.request('STATUS', {});
+  }
+
+  /** Every clip on the camera, all pages; ids are checked safe before anything sees them. */
+  async listClips(pageSize = 128): Promise<ClipEntry[]> {
+    const out: ClipEntry[] = [];
+    let cursor = 0;
+    for (let page = 0; ; page++) {
+      const res = await this.request('LIST_CLIPS', { cursor, limit: pageSize });
+      for (const c of res.clips) out.push({ ...c, id: assertClipId(c.id) });
+      if (!res.more) return out;
+      if (res.next <= cursor || page > 1_000_000) {
+        throw new DockError('PROTO_UNEXPECTED', `camera ${this.serial} sent a LIST_CLIPS cursor that does not advance (${cursor} → ${res.next})`, { serial: this.serial });
+      }
+      cursor = res.next;
+    }
+  }
+
+  async getLog(limit = 256): Promise<LogEntry[]> {
+    const out: LogEntry[] = [];
+    let cursor = 0;
+    for (;;) {
+      const res = await this.request('GET_LOG', { cursor, limit: Math.min(limit - out.length, 256) });
+      out.push(...res.entries);
+      if (!res.more || out.length >= limit || res.next <= cursor) return out;
+      cursor = res.next;
+    }
+  }
+
+  /**
+   * Reads [from, to) of a clip with up to `window` READs in flight and hands each
+   * chunk to `sink` in offset order; the next chunk is not handed over before the
+   * previous sink call settled, so the sink can fsync at its own pace. Chunk size
+   * adapts to the link: halved after a chunk that needed a resend, doubled again
+   * after 16 clean ones.
+   */
+  async readRange(clipId: string, from: number, to: number, sink: ChunkSink, options: { chunkBytes?: number } = {}): Promise<void> {
+    assertClipId(clipId);
+    const maxChunk = Math.min(options.chunkBytes ?? this.maxChunk, this.maxChunk);
+    const minChunk = Math.min(1024, maxChunk);
+    let chunk = maxChunk;
+    let clean = 0;
+    let next = from;
+    const inflight: { offset: number; length: number; retriesBefore: number; answer: Promise<Response<'READ'>> }[] = [];
+    const issue = (): void => {
+      while (next < to && inflight.length < this.#window) {
+        const length = Math.min(chunk, to - next);
+        const answer = this.request('READ', { clipId, offset: next, length });
+        answer.catch(() => undefined); // awaited below in order; avoid an unhandled rejection meanwhile
+        inflight.push({ offset: next, length, retriesBefore: this.stats.retries, answer });
+        next += length;
+      }
+    };
+    try {
+      issue();
+      while (inflight.length > 0) {
+        const head = inflight.shift()!;
+        const res = await head.answer;
+        if (res.offset !== head.offset || res.data.length !== head.length) {
+          throw new DockError('PROTO_UNEXPECTED', `camera ${this.serial} answered READ ${clipId} @${head.offset}+${head.length} with ${res.data.length} bytes @${res.offset}; the clip is left on the camera`, {
+            serial: this.serial,
+            clipId,
+            offset: head.offset,
+          });
+        }
+        if (this.stats.retries > head.retriesBefore) {
+          chunk = Math.max(minChunk, chunk >> 1);
+          clean = 0;
+        } else if (++clean >= 16 && chunk < maxChunk) {
+          chunk = Math.min(maxChunk, chunk * 2);
+          clean = 0;
+        }
+        await sink(head.offset, res.data);
+        issue();
+      }
+    } finally {
+      // On failure, let the reads still in flight settle quietly.
+      for (const r of inflight) r.answer.catch(() => undefined);
+    }
+  }
+
+  /** One request; resolves with the typed answer or rejects with a DockError. */
+  request<N extends RequestName>(name: N, req: Request<N>, options: { retries?: number } = {}): Promise<Response<N>> {
+    if (this.#closed) return Promise.reject(this.#closed);
+    let payload: Buffer;
+    try {
+      payload = encodeStruct(MESSAGES[name].req, req as never);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return new Promise<Response<N>>((resolve, reject) => {
+      const start = (): void => {
+        if (this.#closed) return reject(this.#closed);
+        this.#inFlight++;
+        const p: Pending = {
+          name,
+          payload,
+          attempts: 0,
+          maxRetries: options.retries ?? this.#opts.retries,
+          seq: 0,
+          resolve: resolve as (r: Response<RequestName>) => void,
+          reject,
+        };
+        this.stats.requests++;
+        this.#send(p);
+      };
+      // HELLO goes first, alone; everything else waits for a window slot.
+      if (name === 'HELLO' || this.#inFlight < (this.#hello ? this.#window : 1)) start();
+      else this.#waiting.push(start);
+    });
+  }
+
+  async close(): Promise<void> {
+    this.#shutdown(new DockError('PROTO_CLOSED', 'session closed'), false);
+    await this.transport.close();
+  }
+
+  #send(p: Pending): void {
+    const seq = this.#seq;
+    this.#seq = (this.#seq + 1) >>> 0 || 1;
+    p.seq = seq;
+    p.attempts++;
+    this.#pending.set(seq, p);
+    const wire = encodeFrame({ type: MESSAGES[p.name].type, flags: 0, seq, payload: p.payload });
+    this.stats.framesOut++;
+    this.stats.bytesOut += wire.length;
+    this.#armTimer();
+    this.transport.write(wire).catch((err: unknown) => {
+      // A failed write means the link is gone; the transport reports that separately.
+      if (this.#log.isLevelEnabled('debug')) this.#log.debug({ err }, 'write failed');
+    });
+  }
+
+  #resend(p: Pending, why: 'gap' | 'timeout'): void {
+    this.#pending.delete(p.seq);
+    if (p.attempts > p.maxRetries) {
+      this.stats.failed++;
+      this.#finish();
+      p.reject(
+        new DockError('PROTO_TIMEOUT', `camera ${this.#hello?.serial ?? this.transport.path} did not answer ${p.name} after ${p.attempts} attempts; check the dock contacts and cable, then re-dock`, {
+          request: p.name,
+          attempts: p.attempts,
+          path: this.transport.path,
+        }),
+      );
+      return;
+    }
+    this.stats.retries++;
+    if (why === 'gap') this.stats.gapResends++;
+    this.#send(p);
+  }
+
+  #receive(chunk: Buffer): void {
+    this.stats.bytesIn += chunk.length;
+    // Bytes are arriving: the link is alive, so restart the idle timer.
+    if (this.#pending.size > 0) this.#armTimer();
+    this.#decoder.push(chunk);
+  }
+
+  #onFrame(frame: Frame): void {
+    if (frame.version !== FRAME_VERSION || (frame.flags & FLAG_RESPONSE) === 0) {
+      this.stats.unexpected++;
+      return;
+    }
+    const p = this.#pending.get(frame.seq);
+    if (!p) {
+      this.stats.stale++;
+      return;
+    }
+    // Answers come in order: anything sent before this request and still pending is lost.
+    for (const [seq, earlier] of this.#pending) {
+      if (seq === frame.seq) break;
+      this.#resend(earlier, 'gap');
+    }
+    this.#pending.delete(frame.seq);
+    this.stats.responses++;
+    const spec = MESSAGES[p.name];
+    if (frame.type === MESSAGES.ERROR.type) {
+      this.stats.remoteErrors++;
+      let err: DockError;
+      try {
+        const e = decodeStruct(MESSAGES.ERROR.res, frame.payload);
+        const remote = remoteErrorName(e.code);
+        err = new DockError('PROTO_REMOTE', `camera refused ${p.name}: ${remote}: ${e.message}`, { request: p.name, remote, remoteCode: e.code });
+      } catch (cause) {
+        err = new DockError('PROTO_BAD_PAYLOAD', `camera sent a malformed ERROR answer to ${p.name}`, { request: p.name }, { cause });
+      }
+      this.#finish();
+      p.reject(err);
+      return;
+    }
+    if (frame.type !== spec.type) {
+      this.stats.unexpected++;
+      this.#finish();
+      p.reject(new DockError('PROTO_UNEXPECTED', `camera answered ${p.name} with message type 0x${frame.type.toString(16)}`, { request: p.name, type: frame.type }));
+      return;
+    }
+    let res: Response<RequestName>;
+    try {
+      res = decodeStruct(spec.res, frame.payload) as Response<RequestName>;
+    } catch (err) {
+      this.stats.unexpected++;
+      this.#finish();
+      p.reject(err instanceof DockError ? new DockError(err.code, `camera's answer to ${p.name} is malformed: ${err.message}`, { ...err.details, request: p.name }) : (err as DockError));
+      return;
+    }
+    this.#finish();
+    p.resolve(res);
+  }
+
+  #finish(): void {
+    this.#inFlight--;
+    if (this.#pending.size === 0) this.#clearTimer();
+    this.#drainWaiting();
+  }
+
+  #drainWaiting(): void {
+    while (this.#waiting.length > 0 && this.#inFlight < this.#window && !this.#closed) this.#waiting.shift()!();
+  }
+
+  #armTimer(): void {
+    this.#clearTimer();
+    this.#timer = setTimeout(() => this.#onIdle(), this.#opts.timeoutMs);
+  }
+
+  #clearTimer(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  #onIdle(): void {
+    this.#timer = undefined;
+    if (this.#pending.size === 0) return;
+    this.stats.timeouts++;
+    for (const p of [...this.#pending.values()]) this.#resend(p, 'timeout');
+  }
+
+  #shutdown(err: DockError, emit: boolean): void {
+    if (this.#closed) return;
+    this.#closed = err;
+    this.#clearTimer();
+    this.transport.off('data', this.#onData);
+    this.transport.off('disconnected', this.#onDisconnected);
+    const pending = [...this.#pending.values()];
+    this.#pending.clear();
+    for (const p of pending) p.reject(err);
+    for (const start of this.#waiting.splice(0)) start();
+    if (emit) this.emit('disconnected', err);
+  }
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
