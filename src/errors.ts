@@ -11,7 +11,6 @@ export const ERROR_CODES = [
   'FRAME_TRUNCATED',
   'FRAME_OVERSIZED',
   'FRAME_BAD_COBS',
-  'FRAME_BAD_VERSION',
   'FRAME_BAD_LENGTH',
   // messages and session
   'PROTO_BAD_PAYLOAD',

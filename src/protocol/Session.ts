@@ -81,6 +81,7 @@ interface Pending {
   payload: Buffer;
   attempts: number;
   maxRetries: number;
+  timeoutMs: number;
   seq: number;
   resolve: (r: Response<RequestName>) => void;
   reject: (e: DockError) => void;
@@ -237,28 +238,45 @@ export class Session extends EventEmitter<SessionEvents> {
     return this.request('STATUS', {});
   }
 
-  /** Every clip on the camera, all pages; ids are checked safe before anything sees them. */
-  async listClips(pageSize = 128): Promise<ClipEntry[]> {
-    const out: ClipEntry[] = [];
-    let cursor = 0;
-    for (let page = 0; ; page++) {
-      const res = await this.request('LIST_CLIPS', { cursor, limit: pageSize });
-      for (const c of res.clips) out.push({ ...c, id: assertClipId(c.id) });
-      if (!res.more) return out;
-      if (res.next <= cursor || page > 1_000_000) {
-        throw new DockError('PROTO_UNEXPECTED', `camera ${this.serial} sent a LIST_CLIPS cursor that does not advance (${cursor} → ${res.next})`, { serial: this.serial });
+  /**
+   * Every clip on the camera, all pages. Ids are checked safe before anything sees
+   * them; a clip with an unsafe id is refused on its own (it stays on the camera and
+   * is reported), and the others are listed.
+   */
+  async listClips(pageSize = 128): Promise<{ clips: ClipEntry[]; refused: { id: string; error: DockError }[] }> {
+    const clips: ClipEntry[] = [];
+    const refused: { id: string; error: DockError }[] = [];
+    for await (const page of this.#pages('LIST_CLIPS', pageSize)) {
+      for (const c of page.clips) {
+        try {
+          clips.push({ ...c, id: assertClipId(c.id) });
+        } catch (err) {
+          refused.push({ id: c.id.slice(0, 80), error: err as DockError });
+        }
       }
-      cursor = res.next;
     }
+    return { clips, refused };
   }
 
-  async getLog(limit = 256): Promise<LogEntry[]> {
+  async getLog(limit = 1024): Promise<LogEntry[]> {
     const out: LogEntry[] = [];
+    for await (const page of this.#pages('GET_LOG', Math.min(limit, 256))) {
+      out.push(...page.entries);
+      if (out.length >= limit) break;
+    }
+    return out.slice(0, limit);
+  }
+
+  /** Cursor paging shared by LIST_CLIPS and GET_LOG: `next` must move forward. */
+  async *#pages<N extends 'LIST_CLIPS' | 'GET_LOG'>(name: N, limit: number): AsyncGenerator<Response<N>> {
     let cursor = 0;
     for (;;) {
-      const res = await this.request('GET_LOG', { cursor, limit: Math.min(limit - out.length, 256) });
-      out.push(...res.entries);
-      if (!res.more || out.length >= limit || res.next <= cursor) return out;
+      const res = (await this.request(name, { cursor, limit } as Request<N>)) as Response<'LIST_CLIPS' | 'GET_LOG'>;
+      yield res as Response<N>;
+      if (!res.more) return;
+      if (res.next <= cursor) {
+        throw new DockError('PROTO_UNEXPECTED', `camera ${this.serial} sent a ${name} cursor that does not advance (${cursor} → ${res.next})`, { serial: this.serial });
+      }
       cursor = res.next;
     }
   }
@@ -316,13 +334,16 @@ export class Session extends EventEmitter<SessionEvents> {
   }
 
   /** One request; resolves with the typed answer or rejects with a DockError. */
-  request<N extends RequestName>(name: N, req: Request<N>, options: { retries?: number } = {}): Promise<Response<N>> {
+  request<N extends RequestName>(name: N, req: Request<N>, options: { retries?: number; timeoutMs?: number } = {}): Promise<Response<N>> {
     if (this.#closed) return Promise.reject(this.#closed);
     let payload: Buffer;
     try {
       payload = encodeStruct(MESSAGES[name].req, req as never);
     } catch (err) {
       return Promise.reject(err);
+    }
+    if (payload.length > this.#maxPayload && name !== 'HELLO') {
+      return Promise.reject(new DockError('PROTO_BAD_PAYLOAD', `${name} request of ${payload.length} bytes exceeds the negotiated maximum payload ${this.#maxPayload}`, { request: name, bytes: payload.length }));
     }
     return new Promise<Response<N>>((resolve, reject) => {
       const start = (): void => {
@@ -333,6 +354,7 @@ export class Session extends EventEmitter<SessionEvents> {
           payload,
           attempts: 0,
           maxRetries: options.retries ?? this.#opts.retries,
+          timeoutMs: options.timeoutMs ?? this.#opts.timeoutMs,
           seq: 0,
           resolve: resolve as (r: Response<RequestName>) => void,
           reject,
@@ -454,9 +476,12 @@ export class Session extends EventEmitter<SessionEvents> {
     while (this.#waiting.length > 0 && this.#inFlight < this.#window && !this.#closed) this.#waiting.shift()!();
   }
 
+  /** The idle limit is the longest any pending request allows (a COMMIT that reboots needs more). */
   #armTimer(): void {
     this.#clearTimer();
-    this.#timer = setTimeout(() => this.#onIdle(), this.#opts.timeoutMs);
+    let ms = this.#opts.timeoutMs;
+    for (const p of this.#pending.values()) if (p.timeoutMs > ms) ms = p.timeoutMs;
+    this.#timer = setTimeout(() => this.#onIdle(), ms);
   }
 
   #clearTimer(): void {

@@ -49,7 +49,8 @@ export const bytes = (max: number) => ({ k: 'bytes', max }) as const;
 export const fixed = (n: number) => ({ k: 'fixed', n }) as const;
 export const list = <S extends Struct>(of: S, max: number) => ({ k: 'list', of, max }) as const;
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM: a leading U+FEFF is data, kept as sent, never silently stripped.
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 const TWO_32 = 2 ** 32;
 
 function bad(field: string, why: string): DockError {

@@ -3,6 +3,7 @@
  * over the `serialport` package's native bindings.
  */
 import { SerialPort } from 'serialport';
+import { applyPollerWorkaround } from './pollerWorkaround.js';
 import { BaseTransport, type TransportKind } from '../Transport.js';
 import { DockError, toDockError } from '../../errors.js';
 
@@ -10,6 +11,8 @@ export interface SerialOptions {
   baudRate?: number; // default 115200; a CDC-ACM device and a pty ignore it
   lock?: boolean; // default true: exclusive open, so two processes never share a camera
 }
+
+applyPollerWorkaround();
 
 export class SerialTransport extends BaseTransport {
   readonly kind: TransportKind = 'serial';

@@ -1,0 +1,89 @@
+/**
+ * The one module that touches fluent-ffmpeg (unmaintained upstream, so its use is
+ * kept small and in one place): making a test-pattern clip for the simulator, and
+ * probing a clip for the dock's media check.
+ */
+import { existsSync } from 'node:fs';
+import ffmpegPath from '@ffmpeg-installer/ffmpeg';
+import ffprobePath from '@ffprobe-installer/ffprobe';
+import ffmpeg from 'fluent-ffmpeg';
+import { DockError } from './errors.js';
+
+ffmpeg.setFfmpegPath(ffmpegPath.path);
+ffmpeg.setFfprobePath(ffprobePath.path);
+
+const FONT_CANDIDATES = ['/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf', '/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf'];
+
+export interface TestClipOptions {
+  serial: string;
+  startMs: number; // UTC time burned into the first frame
+  durationS: number; // default 3
+  width: number; // default 640
+  height: number; // default 360
+  fps: number; // default 15
+  toneHz: number; // default 1000
+}
+
+export const TEST_CLIP_DEFAULTS = { durationS: 3, width: 640, height: 360, fps: 15, toneHz: 1000 } as const;
+
+/**
+ * An H.264 + AAC MP4: the testsrc2 pattern with the camera serial and the running
+ * UTC time burned in, and a sine tone. Byte-identical for identical options
+ * (bitexact flags, one encoder thread, no wall-clock metadata).
+ */
+export function recordTestClip(path: string, options: Partial<TestClipOptions> & Pick<TestClipOptions, 'serial' | 'startMs'>): Promise<void> {
+  const o = { ...TEST_CLIP_DEFAULTS, ...options };
+  const font = FONT_CANDIDATES.find((f) => existsSync(f));
+  const startS = Math.floor(o.startMs / 1000);
+  const filters = font
+    ? [
+        `drawtext=fontfile=${font}:text='${o.serial}  %{pts\\:gmtime\\:${startS}\\:%Y-%m-%d %H\\\\\\:%M\\\\\\:%S}Z':fontcolor=white:fontsize=${Math.max(10, Math.round(o.height / 18))}:box=1:boxcolor=black@0.6:x=8:y=8`,
+      ]
+    : [];
+  return new Promise((resolve, reject) => {
+    const cmd = ffmpeg()
+      .input(`testsrc2=size=${o.width}x${o.height}:rate=${o.fps}:duration=${o.durationS}`)
+      .inputFormat('lavfi')
+      .input(`sine=frequency=${o.toneHz}:sample_rate=16000:duration=${o.durationS}`)
+      .inputFormat('lavfi')
+      .videoCodec('libx264')
+      .audioCodec('aac')
+      .outputOptions(['-preset ultrafast', '-threads 1', '-pix_fmt yuv420p', '-b:a 32k', '-fflags +bitexact', '-flags:v +bitexact', '-flags:a +bitexact', '-map_metadata -1', '-movflags +faststart'])
+      .format('mp4');
+    if (filters.length > 0) cmd.videoFilters(filters);
+    cmd
+      .on('error', (err: Error) => reject(new DockError('SIM_FFMPEG', `ffmpeg could not make a test clip at ${path}: ${err.message}`, { path }, { cause: err })))
+      .on('end', () => resolve())
+      .save(path);
+  });
+}
+
+export interface ProbeResult {
+  container: string; // ffprobe's format_name, e.g. "mov,mp4,m4a,3gp,3g2,mj2"
+  durationS: number;
+  videoCodec: string | undefined;
+  audioCodec: string | undefined;
+  width: number | undefined;
+  height: number | undefined;
+}
+
+export function probe(path: string): Promise<ProbeResult> {
+  return new Promise((resolve, reject) => {
+    ffmpeg.ffprobe(path, (err, data) => {
+      if (err) {
+        reject(new DockError('SIM_FFMPEG', `ffprobe could not read ${path}: ${(err as Error).message}`, { path }, { cause: err }));
+        return;
+      }
+      const video = data.streams.find((s) => s.codec_type === 'video');
+      const audio = data.streams.find((s) => s.codec_type === 'audio');
+      resolve({
+        container: data.format.format_name ?? 'unknown',
+        durationS: Number(data.format.duration ?? 0),
+        videoCodec: video?.codec_name,
+        audioCodec: audio?.codec_name,
+        width: video?.width,
+        height: video?.height,
+      });
+    });
+  });
+}
