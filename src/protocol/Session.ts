@@ -17,7 +17,7 @@
 import { randomBytes, verify as verifySignature, createPublicKey } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { decodeStruct, encodeStruct } from './codec.js';
-import { encodeFrame, FLAG_RESPONSE, FRAME_VERSION, MIN_MAX_PAYLOAD, PROTOCOL_MAX_PAYLOAD, type Frame } from './frame.js';
+import { encodeFrame, FLAG_RESPONSE, FRAME_OVERHEAD, FRAME_VERSION, MIN_MAX_PAYLOAD, PROTOCOL_MAX_PAYLOAD, type Frame } from './frame.js';
 import { FrameDecoder, type DiscardReason } from './FrameDecoder.js';
 import {
   assertClipId,
@@ -33,7 +33,7 @@ import {
   type Response,
 } from './messages.js';
 import { authMessage, rawEd25519PublicKey } from './auth.js';
-import { DockError } from '../errors.js';
+import { DockError, isDockError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { Transport } from '../hal/Transport.js';
 
@@ -59,6 +59,7 @@ export interface SessionStats {
   responses: number;
   retries: number; // resends, for any reason
   gapResends: number; // resends triggered by a later answer arriving first
+  discardResends: number; // resends triggered by a discarded frame
   timeouts: number; // idle timer firings
   failed: number; // requests that ran out of retries
   remoteErrors: number;
@@ -99,6 +100,7 @@ export class Session extends EventEmitter<SessionEvents> {
     responses: 0,
     retries: 0,
     gapResends: 0,
+    discardResends: 0,
     timeouts: 0,
     failed: 0,
     remoteErrors: 0,
@@ -144,6 +146,7 @@ export class Session extends EventEmitter<SessionEvents> {
         onFrame: (f) => this.#onFrame(f),
         onDiscard: (reason, bytes) => {
           this.stats.discarded++;
+          this.#fastResend(bytes);
           this.stats.discardedByReason[reason] = (this.stats.discardedByReason[reason] ?? 0) + 1;
           if (this.#log.isLevelEnabled('debug')) this.#log.debug({ reason, bytes }, 'frame discarded');
           this.emit('discarded', reason, bytes);
@@ -284,24 +287,41 @@ export class Session extends EventEmitter<SessionEvents> {
   /**
    * Reads [from, to) of a clip with up to `window` READs in flight and hands each
    * chunk to `sink` in offset order; the next chunk is not handed over before the
-   * previous sink call settled, so the sink can fsync at its own pace. Chunk size
-   * adapts to the link: halved after a chunk that needed a resend, doubled again
-   * after 16 clean ones.
+   * previous sink call settled, so the sink can fsync at its own pace.
+   *
+   * Chunk size adapts to the link: halved after a chunk that needed a resend, doubled
+   * again after 16 clean ones. A chunk that still fails after a few resends (on a
+   * noisy link a large frame may almost never arrive intact) is split into quarter
+   * size pieces and asked again; only at the smallest size does a failure end the
+   * read.
    */
   async readRange(clipId: string, from: number, to: number, sink: ChunkSink, options: { chunkBytes?: number } = {}): Promise<void> {
     assertClipId(clipId);
     const maxChunk = Math.min(options.chunkBytes ?? this.maxChunk, this.maxChunk);
     const minChunk = Math.min(1024, maxChunk);
+    const splitRetries = Math.min(2, this.#opts.retries);
+    // Chunk sizes below the maximum stay multiples of 1 KiB, so splits never leave slivers.
+    const fit = (n: number): number => Math.min(maxChunk, Math.max(minChunk, n >= 1024 ? n - (n % 1024) : n));
     let chunk = maxChunk;
     let clean = 0;
+    // A discarded frame means this chunk size is failing on this link: shrink at once.
+    const onDiscard = (): void => {
+      chunk = fit(chunk >> 1);
+      clean = 0;
+    };
+    this.on('discarded', onDiscard);
     let next = from;
-    const inflight: { offset: number; length: number; retriesBefore: number; answer: Promise<Response<'READ'>> }[] = [];
+    type Read = { offset: number; length: number; retriesBefore: number; answer: Promise<Response<'READ'>> };
+    const inflight: Read[] = [];
+    const ask = (offset: number, length: number): Read => {
+      const answer = this.request('READ', { clipId, offset, length }, length > minChunk ? { retries: splitRetries } : {});
+      answer.catch(() => undefined); // awaited below in order; avoid an unhandled rejection meanwhile
+      return { offset, length, retriesBefore: this.stats.retries, answer };
+    };
     const issue = (): void => {
       while (next < to && inflight.length < this.#window) {
         const length = Math.min(chunk, to - next);
-        const answer = this.request('READ', { clipId, offset: next, length });
-        answer.catch(() => undefined); // awaited below in order; avoid an unhandled rejection meanwhile
-        inflight.push({ offset: next, length, retriesBefore: this.stats.retries, answer });
+        inflight.push(ask(next, length));
         next += length;
       }
     };
@@ -309,7 +329,20 @@ export class Session extends EventEmitter<SessionEvents> {
       issue();
       while (inflight.length > 0) {
         const head = inflight.shift()!;
-        const res = await head.answer;
+        let res: Response<'READ'>;
+        try {
+          res = await head.answer;
+        } catch (err) {
+          if (!isDockError(err, 'PROTO_TIMEOUT') || head.length <= minChunk) throw err;
+          // Too big for this link: ask for the same range in smaller pieces, first in line.
+          const piece = fit(Math.ceil(head.length / 4));
+          chunk = Math.min(chunk, piece);
+          clean = 0;
+          const pieces: Read[] = [];
+          for (let off = head.offset; off < head.offset + head.length; off += piece) pieces.push(ask(off, Math.min(piece, head.offset + head.length - off)));
+          inflight.unshift(...pieces);
+          continue;
+        }
         if (res.offset !== head.offset || res.data.length !== head.length) {
           throw new DockError('PROTO_UNEXPECTED', `camera ${this.serial} answered READ ${clipId} @${head.offset}+${head.length} with ${res.data.length} bytes @${res.offset}; the clip is left on the camera`, {
             serial: this.serial,
@@ -318,16 +351,17 @@ export class Session extends EventEmitter<SessionEvents> {
           });
         }
         if (this.stats.retries > head.retriesBefore) {
-          chunk = Math.max(minChunk, chunk >> 1);
+          chunk = fit(chunk >> 1);
           clean = 0;
         } else if (++clean >= 16 && chunk < maxChunk) {
-          chunk = Math.min(maxChunk, chunk * 2);
+          chunk = fit(chunk * 2);
           clean = 0;
         }
         await sink(head.offset, res.data);
         issue();
       }
     } finally {
+      this.off('discarded', onDiscard);
       // On failure, let the reads still in flight settle quietly.
       for (const r of inflight) r.answer.catch(() => undefined);
     }
@@ -406,6 +440,23 @@ export class Session extends EventEmitter<SessionEvents> {
     this.stats.retries++;
     if (why === 'gap') this.stats.gapResends++;
     this.#send(p);
+  }
+
+  /**
+   * Answers come in order, so a discarded frame long enough to have been an answer
+   * was most likely the answer to the oldest pending request: resend that one now
+   * rather than wait for the idle timer. A wrong guess costs one duplicate answer,
+   * dropped as stale. Firmware requests are not idempotent in this way (a repeated
+   * BEGIN restarts the transfer) and wait for the timer.
+   */
+  #fastResend(discardedBytes: number): void {
+    if (discardedBytes < FRAME_OVERHEAD) return;
+    for (const p of this.#pending.values()) {
+      if (p.name.startsWith('FIRMWARE_')) return;
+      this.stats.discardResends++;
+      this.#resend(p, 'gap');
+      return;
+    }
   }
 
   #receive(chunk: Buffer): void {

@@ -1,0 +1,3 @@
+import { protocolSuite } from './helpers/protocolSuite.js';
+
+protocolSuite('loopback');
