@@ -81,7 +81,7 @@ export class Endpoint extends EventEmitter<EndpointEvents> {
           this.emit('discarded', reason, bytes);
         },
       },
-      PROTOCOL_MAX_PAYLOAD,
+      this.#maxPayload,
     );
     transport.on('data', this.#onData);
   }
@@ -98,6 +98,8 @@ export class Endpoint extends EventEmitter<EndpointEvents> {
   /** Largest payload this side will send (set after HELLO from the dock's offer). */
   set maxPayload(n: number) {
     this.#maxPayload = Math.min(n, PROTOCOL_MAX_PAYLOAD);
+    // What the camera takes in is bounded by the same negotiated size.
+    this.#decoder.setMaxPayload(this.#maxPayload);
   }
 
   get maxPayload(): number {
