@@ -134,6 +134,43 @@ describe('bad input from a device', () => {
     await expect(Session.connect(d3)).rejects.toMatchObject({ code: 'PROTO_UNEXPECTED' });
   });
 
+  it('a corrupted byte at every position of an answer: discarded, resynchronised, retried, answered', async () => {
+    const len = answer('STATUS', 1, STATUS).length;
+    for (let pos = 0; pos < len; pos++) {
+      const s = await sessionWith(
+        badThenGood((seq) => {
+          const f = answer('STATUS', seq, STATUS);
+          f[pos]! ^= 0xa5;
+          return f;
+        }),
+        { timeoutMs: 20, retries: 3 },
+      );
+      const st = await s.status();
+      expect(st).toEqual(STATUS);
+      expect(s.stats.retries).toBeGreaterThanOrEqual(1);
+      await s.close();
+    }
+  });
+
+  it('answers out of order (a camera breaking the ordering rule): both requests still complete, the late copy is stale', async () => {
+    let held: Buffer | undefined;
+    const s = await sessionWith((name, f) => {
+      if (name !== 'STATUS') return null;
+      const a = answer('STATUS', f.seq, STATUS);
+      if (!held) {
+        held = a; // keep the first answer back and send it after the second
+        return [];
+      }
+      const out = [a, held];
+      held = Buffer.alloc(0);
+      return out;
+    });
+    const [a, b] = await Promise.all([s.status(), s.status()]);
+    expect([a.batteryPct, b.batteryPct]).toEqual([50, 50]);
+    expect(s.stats.gapResends).toBeGreaterThanOrEqual(1);
+    expect(s.stats.stale).toBeGreaterThanOrEqual(1);
+  });
+
   it('an answer to a sequence number nobody asked for is counted as stale and ignored', async () => {
     const s = await sessionWith((name, f) => (name === 'STATUS' ? [answer('STATUS', f.seq + 1000, STATUS), answer('STATUS', f.seq, STATUS)] : null));
     expect((await s.status()).batteryPct).toBe(50);

@@ -8,7 +8,7 @@ export function register(program: Command): void {
   program
     .command('devices')
     .description('List every reachable camera: serial, model, firmware, transport, path, battery and storage')
-    .option('--ports-dir <dir>', 'directory of serial port links to scan (default /dev/serial/by-id)')
+    .option('--ports-dir <dir>', 'scan only this directory of serial port links (default: /dev/serial/by-id and USB)')
     .option('--json', 'one JSON document on stdout')
     .action(async (o: { portsDir?: string; json?: boolean }) => {
       const found = await findCandidates({ portsDir: o.portsDir });
@@ -16,9 +16,9 @@ export function register(program: Command): void {
       const failed = [...found.unreachable, ...unreachable].map((u) => ({ path: u.path, transport: u.kind, error: u.error.toJSON() }));
       results.sort((a, b) => a.serial.localeCompare(b.serial));
       if (o.json) {
-        printJson({ devices: results, unreachable: failed });
+        printJson({ devices: results, unreachable: failed, notes: found.notes });
       } else if (results.length === 0 && failed.length === 0) {
-        process.stdout.write(`No cameras found in ${o.portsDir ?? '/dev/serial/by-id'}. Is a camera docked, and may this user open its port (see hardware/udev)?\n`);
+        process.stdout.write(`No cameras found in ${o.portsDir ?? '/dev/serial/by-id or on USB'}. Is a camera docked, and may this user open its port (see hardware/udev)?\n`);
       } else {
         const rows = results.map((d) => [
           d.serial,
@@ -33,6 +33,7 @@ export function register(program: Command): void {
         process.stdout.write(`${table(rows, ['SERIAL', 'MODEL', 'FIRMWARE', 'LINK', 'PATH', 'BATTERY', 'STORAGE USED', 'UNRELEASED'])}\n`);
         for (const f of failed) process.stdout.write(`! ${f.path}: ${f.error.message} [${f.error.code}]\n`);
       }
+      if (!o.json) for (const n of found.notes) process.stderr.write(`note: ${n}\n`);
       process.exitCode = results.length > 0 ? EXIT.OK : EXIT.NOT_FOUND;
     });
 }

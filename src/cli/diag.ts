@@ -29,7 +29,7 @@ export function register(program: Command): void {
     .command('diag')
     .description('Check one camera: identity, key, battery, storage, clock skew, temperature, self-test and a link test')
     .argument('<camera>', 'serial number (as in `dockside devices`) or port path')
-    .option('--ports-dir <dir>', 'directory of serial port links to scan (default /dev/serial/by-id)')
+    .option('--ports-dir <dir>', 'scan only this directory of serial port links (default: /dev/serial/by-id and USB)')
     .option('--link-seconds <s>', 'longest the link test runs', positiveNumber('--link-seconds'), 2)
     .option('--link-bytes <n>', 'most bytes the link test echoes', positiveNumber('--link-bytes'), 8 * 1024 * 1024)
     .option('--json', 'one JSON document on stdout')

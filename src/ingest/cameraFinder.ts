@@ -1,25 +1,18 @@
 /**
  * Finds every reachable camera for a technician command: candidates from discovery
- * (serial ports now; USB through the usb backend), then HELLO on each, all at once,
+ * (serial ports and USB, hal/discovery.ts), then HELLO on each, all at once,
  * because a technician waits for the slowest. A candidate that does not answer is
  * reported with the reason, not dropped.
  */
-import { loadProfiles, type CameraProfile } from '../hal/profiles.js';
-import { scanSerial, type SerialCandidate } from '../hal/serial/serialDiscovery.js';
+import { scanOnce, type Candidate, type DiscoveryOptions } from '../hal/discovery.js';
 import type { Transport } from '../hal/Transport.js';
 import { DockError, toDockError } from '../errors.js';
 import type { Session, SessionOptions } from '../protocol/Session.js';
 import { withCamera } from './cameraProbe.js';
 
-export interface Candidate {
-  kind: Transport['kind'];
-  path: string;
-  createTransport(): Transport;
-}
+export type { Candidate } from '../hal/discovery.js';
 
-export interface FindOptions {
-  portsDir?: string; // a directory of serial port links; default /dev/serial/by-id
-  profiles?: CameraProfile[];
+export interface FindOptions extends DiscoveryOptions {
   session?: SessionOptions;
 }
 
@@ -29,12 +22,9 @@ export interface Unreachable {
   error: DockError;
 }
 
-export async function findCandidates(options: FindOptions): Promise<{ candidates: Candidate[]; unreachable: Unreachable[] }> {
-  const profiles = options.profiles ?? loadProfiles();
-  const serial = await scanSerial({ portsDir: options.portsDir, profiles });
-  const candidates: Candidate[] = serial.candidates.map((c: SerialCandidate) => ({ kind: 'serial', path: c.path, createTransport: () => c.createTransport() }));
-  const unreachable: Unreachable[] = serial.refused.map((r) => ({ path: r.path, kind: 'serial', error: r.error }));
-  return { candidates, unreachable };
+export async function findCandidates(options: FindOptions): Promise<{ candidates: Candidate[]; unreachable: Unreachable[]; notes: string[] }> {
+  const { candidates, refused, notes } = await scanOnce(options);
+  return { candidates, unreachable: refused.map((r) => ({ path: r.path, kind: r.kind, error: r.error })), notes };
 }
 
 /** Runs `fn` against every candidate concurrently; each result or error is kept. */
@@ -60,7 +50,7 @@ export async function findCamera(target: string, options: FindOptions): Promise<
   if (hits.length > 1) throw new DockError('HAL_AMBIGUOUS', `${hits.length} devices answer as ${target} (${hits.map((h) => h.path).join(', ')}); two cameras claim one serial. Undock one and report it`, { serial: target });
   const hit = hits[0] ?? (byPath ? { path: byPath.path } : undefined);
   if (!hit) {
-    const where = options.portsDir ?? '/dev/serial/by-id';
+    const where = options.portsDir ?? '/dev/serial/by-id and USB';
     throw new DockError('HAL_NOT_FOUND', `no docked camera is ${target}: ${results.length} camera(s) answered in ${where}${results.length ? ` (${results.map((r) => r.serial).join(', ')})` : ''}. Check the serial, or dock it`, { target });
   }
   return candidates.find((c) => c.path === hit.path)!;
