@@ -13,29 +13,30 @@ export function cobsMaxEncodedLength(n: number): number {
 /**
  * Encodes `src` into `dst` at `dstOffset`; returns the number of bytes written.
  * `dst` must have room for cobsMaxEncodedLength(src.length) bytes.
+ * Runs between zeros are found with indexOf and copied as blocks (native code), which
+ * is several times faster than a byte loop on clip data.
  */
 export function cobsEncodeInto(src: Uint8Array, dst: Uint8Array, dstOffset = 0): number {
-  let codeIndex = dstOffset;
-  let out = dstOffset + 1;
-  let code = 1;
-  for (let i = 0; i < src.length; i++) {
-    const b = src[i]!;
-    if (b === 0) {
-      dst[codeIndex] = code;
-      codeIndex = out++;
-      code = 1;
-    } else {
-      dst[out++] = b;
-      code++;
-      if (code === 0xff) {
-        dst[codeIndex] = code;
-        codeIndex = out++;
-        code = 1;
-      }
+  const n = src.length;
+  let out = dstOffset;
+  let pos = 0;
+  for (;;) {
+    const zero = src.indexOf(0, pos);
+    const runEnd = zero === -1 ? n : zero;
+    // Emit the run [pos, runEnd) in blocks of at most 254 bytes, each after its code byte.
+    while (runEnd - pos >= 254) {
+      dst[out] = 0xff;
+      dst.set(src.subarray(pos, pos + 254), out + 1);
+      out += 255;
+      pos += 254;
     }
+    const len = runEnd - pos;
+    dst[out] = len + 1;
+    if (len > 0) dst.set(src.subarray(pos, runEnd), out + 1);
+    out += len + 1;
+    if (zero === -1) return out - dstOffset;
+    pos = zero + 1;
   }
-  dst[codeIndex] = code;
-  return out - dstOffset;
 }
 
 export function cobsEncode(src: Uint8Array): Buffer {
@@ -50,20 +51,21 @@ export function cobsEncode(src: Uint8Array): Buffer {
  * Decoding in place (`dst === src`) is allowed: the output never overtakes the input.
  */
 export function cobsDecodeInto(src: Uint8Array, dst: Uint8Array): number {
+  const n = src.length;
+  if (src.indexOf(0) !== -1) return -1;
   let i = 0;
   let out = 0;
-  const n = src.length;
   while (i < n) {
     const code = src[i]!;
-    if (code === 0) return -1;
     const end = i + code;
     if (end > n) return -1;
-    i++;
-    while (i < end) {
-      const b = src[i++]!;
-      if (b === 0) return -1;
-      dst[out++] = b;
+    if (code > 1) {
+      // copyWithin semantics when decoding in place: out < i, so the copy never overlaps badly.
+      if (dst === src) dst.copyWithin(out, i + 1, end);
+      else dst.set(src.subarray(i + 1, end), out);
+      out += code - 1;
     }
+    i = end;
     if (code !== 0xff && i < n) dst[out++] = 0;
   }
   return out;

@@ -9,8 +9,10 @@
  *
  * A lane schedules each chunk at an absolute time (start = max(now, busyUntil),
  * departs after len/rate, arrives latency later), so timer lateness never adds up:
- * the long-run rate is the modelled rate. write() resolves at departure, which
- * gives the camera backpressure while latency stays hidden by pipelining.
+ * the long-run rate is the modelled rate. write() resolves once no more than a
+ * transmit buffer's worth (TX_BUFFER_BYTES, like a UART FIFO or USB endpoint
+ * buffers) is queued ahead: the camera gets backpressure, the line never idles
+ * because a timer fired late, and latency stays hidden by pipelining.
  */
 import { performance } from 'node:perf_hooks';
 import { BaseTransport, type Transport, type TransportKind } from '../hal/Transport.js';
@@ -32,6 +34,8 @@ export interface LinkStats {
   bytesIn: number;
 }
 
+const TX_BUFFER_BYTES = 128 * 1024;
+
 class Lane {
   #busyUntil = 0;
   #queue: { at: number; data: Buffer }[] = [];
@@ -51,7 +55,8 @@ class Lane {
     this.#busyUntil = departs;
     this.#queue.push({ at: departs + this.model.latencyMs, data });
     this.#pump();
-    const wait = departs - now;
+    const bufferedMs = this.model.rateBytesPerS > 0 ? (TX_BUFFER_BYTES * 1000) / this.model.rateBytesPerS : 0;
+    const wait = departs - now - bufferedMs;
     return wait > 1 ? new Promise((r) => setTimeout(r, wait)) : Promise.resolve();
   }
 
