@@ -40,6 +40,8 @@ export const ERROR_CODES = [
   // configuration and command line
   'CONFIG_INVALID',
   'CLI_USAGE',
+  // a bug in dockside itself
+  'INTERNAL',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

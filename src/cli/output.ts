@@ -39,7 +39,10 @@ export function printJson(value: unknown): void {
 
 /** Prints an error the user can act on and returns the exit code for it. */
 export function reportError(err: unknown, json: boolean): number {
-  const e = err instanceof DockError ? err : new DockError('CLI_USAGE', err instanceof Error ? err.message : String(err));
+  const e =
+    err instanceof DockError
+      ? err
+      : new DockError('INTERNAL', `internal error: ${err instanceof Error ? err.message : String(err)}. This is a bug in dockside; please report it with the command you ran and DOCKSIDE_LOG_LEVEL=debug output`);
   if (json) printJson({ error: e.toJSON() });
   else process.stderr.write(`dockside: ${e.message} [${e.code}]\n`);
   if (e.code === 'CONFIG_INVALID' || e.code === 'CLI_USAGE' || e.code === 'SIM_BAD_FAULTS') return EXIT.USAGE;

@@ -179,13 +179,16 @@ export function protocolSuite(kind: SimLinkKind): void {
       expect(s.stats.failed).toBe(1);
     });
 
-    it('reports the link going away as HAL_DISCONNECTED to every pending request', async () => {
-      const s = await connect({}, { timeoutMs: 5_000 });
+    // Regression: bindings-cpp re-read a hung-up pty forever (0-byte reads), so over
+    // serial only a resend's failed write ever noticed the camera had gone. The idle
+    // timeout here is longer than the test may run: only hangup detection can pass it.
+    it('reports the link going away as HAL_DISCONNECTED to every pending request, without waiting for a timeout', async () => {
+      const s = await connect({}, { timeoutMs: 60_000, retries: 0 });
       link!.camera.override('STATUS', () => new Promise(() => undefined));
-      const pending = s.status();
+      const pending = s.status().catch((e: unknown) => e); // it rejects during undock()
       const gone = new Promise((r) => s.once('disconnected', r));
       await link!.fleet.undock(link!.serial);
-      await expect(pending).rejects.toMatchObject({ code: 'HAL_DISCONNECTED' });
+      expect(await pending).toMatchObject({ code: 'HAL_DISCONNECTED' });
       await gone;
       await expect(s.status()).rejects.toMatchObject({ code: 'HAL_DISCONNECTED' });
     });

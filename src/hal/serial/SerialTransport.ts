@@ -3,7 +3,7 @@
  * over the `serialport` package's native bindings.
  */
 import { SerialPort } from 'serialport';
-import { applyPollerWorkaround } from './pollerWorkaround.js';
+import { applyBindingsWorkarounds } from './bindingsWorkarounds.js';
 import { BaseTransport, type TransportKind } from '../Transport.js';
 import { DockError, toDockError } from '../../errors.js';
 
@@ -12,7 +12,7 @@ export interface SerialOptions {
   lock?: boolean; // default true: exclusive open, so two processes never share a camera
 }
 
-applyPollerWorkaround();
+applyBindingsWorkarounds();
 
 export class SerialTransport extends BaseTransport {
   readonly kind: TransportKind = 'serial';
