@@ -10,8 +10,8 @@
  *   released/<id>.json      release marks: sha256, receipt, time (the clip bytes are freed)
  *   log.jsonl               the camera log, one JSON object a line, fsynced per entry
  */
-import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { createHash, createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { open, readFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DockError } from '../errors.js';
@@ -34,8 +34,12 @@ export interface CameraIdentity {
   logSeq: number;
   lastSeq: number; // seq of the last clip recorded
   lastChain: string; // chain value of the last clip recorded (hex)
+  lastEndMs: number; // end of the last clip recorded (UTC ms); the next recording starts after it
   planted: { corrupt: string[]; tamper: string[]; gap: string[] }; // clip ids, for tests and humans
 }
+
+/** What a new camera is made from; the rest of CameraIdentity starts empty. */
+export type NewCameraIdentity = Omit<CameraIdentity, 'logSeq' | 'planted' | 'lastSeq' | 'lastChain' | 'lastEndMs'>;
 
 export interface StoredClip {
   manifest: Manifest;
@@ -57,6 +61,14 @@ export interface LogRecord {
   timeMs: number;
   level: number; // 10 debug, 20 info, 30 warn, 40 error
   message: string;
+}
+
+const PKCS8_ED25519_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
+
+/** An Ed25519 private key whose 32-byte seed is SHA-256 of `label` (simulator only). */
+export function deriveEd25519Key(label: string): KeyObject {
+  const seed = createHash('sha256').update(label).digest();
+  return createPrivateKey({ key: Buffer.concat([PKCS8_ED25519_PREFIX, seed]), format: 'der', type: 'pkcs8' });
 }
 
 function writeFileDurable(path: string, data: Buffer | string): void {
@@ -103,13 +115,15 @@ export class Flash {
   }
 
   /** Formats a new flash. */
-  static create(dir: string, identity: Omit<CameraIdentity, 'logSeq' | 'planted' | 'lastSeq' | 'lastChain'>): Flash {
+  static create(dir: string, identity: NewCameraIdentity): Flash {
     if (Flash.exists(dir)) throw new DockError('SIM_BAD_STATE', `${dir} already holds a camera; open it instead`, { dir });
     for (const sub of ['', 'clips', 'manifests', 'released']) mkdirSync(join(dir, sub), { recursive: true });
-    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+    // The device key follows from the seed and serial, so a fleet is reproducible byte for byte.
+    const privateKey = deriveEd25519Key(`device-key\0${identity.seed}\0${identity.serial}`);
+    const publicKey = createPublicKey(privateKey);
     writeFileDurable(join(dir, 'device.key.pem'), privateKey.export({ type: 'pkcs8', format: 'pem' }) as string);
     writeFileDurable(join(dir, 'device.pub.pem'), publicKey.export({ type: 'spki', format: 'pem' }) as string);
-    const full: CameraIdentity = { ...identity, logSeq: 0, lastSeq: 0, lastChain: GENESIS_CHAIN, planted: { corrupt: [], tamper: [], gap: [] } };
+    const full: CameraIdentity = { ...identity, logSeq: 0, lastSeq: 0, lastChain: GENESIS_CHAIN, lastEndMs: 0, planted: { corrupt: [], tamper: [], gap: [] } };
     writeFileDurable(join(dir, 'camera.json'), JSON.stringify(full, null, 2));
     const flash = new Flash(dir, full, privateKey);
     flash.appendLog(20, `flash formatted: ${identity.model} ${identity.serial} firmware ${identity.firmware}`);
@@ -226,7 +240,13 @@ export class Flash {
     const seq = this.#identity.logSeq + 1;
     this.#identity.logSeq = seq;
     const rec: LogRecord = { seq, timeMs, level, message };
-    this.#logFd ??= openSync(join(this.dir, 'log.jsonl'), 'a', 0o644);
+    if (this.#logFd === undefined) {
+      const path = join(this.dir, 'log.jsonl');
+      // A power cut can leave a torn last line: end it, so this entry starts a line of its own.
+      const torn = existsSync(path) && !readFileSync(path).subarray(-1).equals(Buffer.from('\n')) && statSync(path).size > 0;
+      this.#logFd = openSync(path, 'a', 0o644);
+      if (torn) writeSync(this.#logFd, '\n');
+    }
     writeSync(this.#logFd, `${JSON.stringify(rec)}\n`);
     fsyncSync(this.#logFd);
     return rec;

@@ -8,7 +8,7 @@
  * the link model (rate, latency) apply per connection; the record-time faults live
  * on flash (recorder.ts).
  */
-import { createHash, generateKeyPairSync, createPublicKey, sign, type KeyObject } from 'node:crypto';
+import { createHash, createPublicKey, sign, type KeyObject } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { stat } from 'node:fs/promises';
 import { Endpoint, NO_ANSWER, RemoteError, type Handler, type Handlers, type ReceivedRequest } from '../protocol/Endpoint.js';
@@ -20,7 +20,7 @@ import type { Transport } from '../hal/Transport.js';
 import { defaultProfile, type CameraProfile } from '../hal/profiles.js';
 import { DockError } from '../errors.js';
 import { NO_FAULTS, type Faults } from './faults.js';
-import { Flash } from './Flash.js';
+import { deriveEd25519Key, Flash } from './Flash.js';
 import { ModeledLink, type LinkModel, type LinkStats } from './ModeledLink.js';
 import { Random } from './Random.js';
 
@@ -46,7 +46,7 @@ interface Connection {
   link: ModeledLink;
   helloDone: boolean;
   dockedAtMs: number;
-  transfers: Map<string, { served: number; unplugAt: number }>;
+  transfers: Set<string>; // clips whose transfer this connection has logged
   firmware: { version: string; size: number; sha256: Buffer; data: Buffer; received: number } | undefined;
 }
 
@@ -62,6 +62,8 @@ export class SimCamera extends EventEmitter<SimCameraEvents> {
   readonly #rogueKey: KeyObject | undefined;
   readonly #bootMs = Date.now();
   #conn: Connection | undefined;
+  /** Per clip, once: the absolute offset past which the unplug fault pulls the camera (Infinity: never). */
+  readonly #unplugAt = new Map<string, number>();
   #lastLinkStats: LinkStats | undefined;
 
   constructor(flash: Flash, options: SimCameraOptions = {}) {
@@ -76,7 +78,7 @@ export class SimCamera extends EventEmitter<SimCameraEvents> {
       chargePctPerMin: options.chargePctPerMin ?? 10,
     };
     this.#random = new Random(flash.identity.seed, `${flash.identity.serial}/link`);
-    if (this.faults.rogue) this.#rogueKey = generateKeyPairSync('ed25519').privateKey;
+    if (this.faults.rogue) this.#rogueKey = deriveEd25519Key(`rogue-key\0${flash.identity.seed}\0${flash.identity.serial}`);
   }
 
   get serial(): string {
@@ -98,8 +100,11 @@ export class SimCamera extends EventEmitter<SimCameraEvents> {
 
   /** Replaces one default behaviour (undefined restores it), now and for later connections. */
   override<N extends RequestName>(name: N, handler: Handler<N> | undefined): void {
-    (this.#overrides as Record<string, unknown>)[name] = handler;
-    this.#conn?.endpoint.setHandler(name, (handler ?? this.#defaults()[name]) as Handler<N>);
+    const overrides = this.#overrides as Record<string, unknown>;
+    if (handler) overrides[name] = handler;
+    else delete overrides[name];
+    const h = { [name]: handler ?? this.#defaults()[name] } as Handlers;
+    this.#conn?.endpoint.setHandler(name, this.#withStall(h)[name] as Handler<N>);
   }
 
   /** Resolves with the first request from the dock that matches, or rejects after timeoutMs. */
@@ -131,7 +136,7 @@ export class SimCamera extends EventEmitter<SimCameraEvents> {
     const link = new ModeledLink(transport, model, this.#random);
     const handlers = { ...this.#defaults(), ...this.#overrides };
     const endpoint = new Endpoint(link, this.#withStall(handlers), { maxPayload: MIN_MAX_PAYLOAD });
-    const conn: Connection = { endpoint, link, helloDone: false, dockedAtMs: Date.now(), transfers: new Map(), firmware: undefined };
+    const conn: Connection = { endpoint, link, helloDone: false, dockedAtMs: Date.now(), transfers: new Set(), firmware: undefined };
     endpoint.on('request', (r) => this.emit('request', r));
     link.once('disconnected', () => {
       if (this.#conn === conn) this.detach();
@@ -388,21 +393,25 @@ export class SimCamera extends EventEmitter<SimCameraEvents> {
     };
   }
 
-  /** Logs transfer start and end, and fires the unplug fault part-way through a transfer. */
+  /**
+   * Logs transfer start and end, and fires the unplug fault part-way through a
+   * transfer: decided once per clip (so a resumed transfer can finish), at an absolute
+   * offset between 10% and 90% of what was left when the transfer first started.
+   */
   #trackTransfer(conn: Connection, clipId: string, offset: number, length: number, size: number): void {
-    let t = conn.transfers.get(clipId);
-    if (!t) {
-      const remaining = size - offset;
-      const unplugAt = this.#random.chance(this.faults.unplug) ? Math.max(1, Math.floor(remaining * (0.1 + 0.8 * this.#random.next()))) : Infinity;
-      t = { served: 0, unplugAt };
-      conn.transfers.set(clipId, t);
+    if (!conn.transfers.has(clipId)) {
+      conn.transfers.add(clipId);
       this.flash.appendLog(20, `transfer ${clipId} from offset ${offset} of ${size}`);
     }
-    const before = t.served;
-    t.served += length;
+    let at = this.#unplugAt.get(clipId);
+    if (at === undefined) {
+      at = this.#random.chance(this.faults.unplug) ? offset + Math.max(1, Math.floor((size - offset) * (0.1 + 0.8 * this.#random.next()))) : Infinity;
+      this.#unplugAt.set(clipId, at);
+    }
     if (offset + length === size) this.flash.appendLog(20, `transfer ${clipId} reached the end`);
-    if (before < t.unplugAt && t.served >= t.unplugAt) {
-      this.flash.appendLog(30, `FAULT unplug during ${clipId} after ${t.served} bytes`);
+    if (offset <= at && at < offset + length) {
+      this.#unplugAt.set(clipId, Infinity);
+      this.flash.appendLog(30, `FAULT unplug during ${clipId} at offset ${at}`);
       setImmediate(() => this.emit('unplug', `unplug fault during ${clipId}`));
     }
   }

@@ -54,7 +54,7 @@ export function parseFaults(spec: string | undefined): Faults {
     const eq = part.indexOf('=');
     const name = (eq < 0 ? part : part.slice(0, eq)).trim();
     const raw = eq < 0 ? undefined : part.slice(eq + 1).trim();
-    if (!(name in SPEC)) throw badFaults(spec, `unknown fault "${name}" (known: ${Object.keys(SPEC).join(', ')})`);
+    if (!Object.hasOwn(SPEC, name)) throw badFaults(spec, `unknown fault "${name}" (known: ${Object.keys(SPEC).join(', ')})`);
     if (seen.has(name)) throw badFaults(spec, `"${name}" is given twice`);
     seen.add(name);
     const key = name as keyof Faults;

@@ -40,7 +40,10 @@ function stamp(ms: number): string {
 export async function recordClips(flash: Flash, options: RecordOptions): Promise<string[]> {
   const id = flash.identity;
   const rnd = new Random(id.seed, `${id.serial}/record/${id.lastSeq}`);
-  let startMs = options.firstStartMs ?? Date.UTC(2026, 10, 30, 6, 0, 0) + rnd.int(0, 3600) * 1000;
+  // A later recording session starts after the last clip this camera recorded.
+  const earliest = id.lastEndMs > 0 ? id.lastEndMs + rnd.int(60, 1800) * 1000 : Date.UTC(2026, 10, 30, 6, 0, 0) + rnd.int(0, 3600) * 1000;
+  let startMs = options.firstStartMs ?? earliest;
+  let lastEndMs = id.lastEndMs;
   const ids: string[] = [];
   let prevChain = id.lastChain;
   let seq = id.lastSeq;
@@ -81,10 +84,11 @@ export async function recordClips(flash: Flash, options: RecordOptions): Promise
     const { manifest, bytes } = sealManifest(m);
     flash.addClip(bytes, signManifest(bytes, flash.privateKey));
     prevChain = manifest.chain;
+    lastEndMs = manifest.endMs;
     ids.push(clipId);
     startMs += durationS * 1000 + rnd.int(60, 1800) * 1000;
   }
-  flash.updateIdentity({ lastSeq: seq, lastChain: prevChain });
+  flash.updateIdentity({ lastSeq: seq, lastChain: prevChain, lastEndMs });
   flash.appendLog(20, `recorded ${ids.length} clips (seq ${seq - ids.length + 1}..${seq})`);
   await plantFaults(flash, ids, options.faults);
   return ids;
@@ -112,7 +116,9 @@ async function plantFaults(flash: Flash, ids: string[], faults: Pick<Faults, 'co
     const sha256 = await sha256File(c.path);
     const { chain: _old, ...rest } = c.manifest;
     const { bytes } = sealManifest({ ...rest, sha256 });
-    // The sealed bytes are canonical and self-consistent: only the signature can catch this.
+    // The sealed bytes are canonical and self-consistent, so the signature is what catches
+    // this; the next clip's prevChain still names the original chain value, so a verifier
+    // also sees the chain break after it.
     flash.addClip(bytes, c.signature);
     flash.appendLog(40, `FAULT tamper: ${clipId} altered after signing`);
   }
