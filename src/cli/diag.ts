@@ -19,7 +19,7 @@ function render(d: Diagnosis): string {
     `Self-test   ${d.selftest.passed ? 'passed' : 'FAILED'}`,
     ...d.selftest.checks.map((c) => `  ${ok(c.ok)} ${c.name.padEnd(10)} ${c.detail}`),
     `Link test   ${formatRate(d.link.goodputBytesPerS)} goodput each way (${formatBytes(d.link.bytes)} echoed in ${d.link.seconds.toFixed(2)} s)`,
-    `            ${d.link.frameErrors} frame errors (${(d.link.errorRate * 100).toFixed(2)}%), ${d.link.retries} retries, ${d.link.timeouts} timeouts`,
+    `            ${d.link.frameErrors} frame errors (${(d.link.errorRate * 100).toFixed(2)}%), ${d.link.retries} retries, ${d.link.timeouts} timeouts, ${d.link.lost} echoes lost`,
   ];
   return `${lines.join('\n')}\n`;
 }

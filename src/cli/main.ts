@@ -7,6 +7,7 @@ import { register as registerSim } from './sim.js';
 import { register as registerDevices } from './devices.js';
 import { register as registerDiag } from './diag.js';
 import { EXIT, reportError } from './output.js';
+import { DockError } from '../errors.js';
 
 const pkg = createRequire(import.meta.url)('../../package.json') as { version: string };
 
@@ -23,15 +24,19 @@ export function buildProgram(): Command {
 }
 
 export async function main(argv: string[]): Promise<void> {
+  const json = argv.includes('--json');
   const program = buildProgram();
+  // With --json, usage errors come out as JSON on stdout like every other error.
+  if (json) for (const cmd of [program, ...program.commands]) cmd.configureOutput({ writeErr: () => undefined, outputError: () => undefined });
   try {
     await program.parseAsync(argv);
   } catch (err) {
     if (err instanceof CommanderError) {
+      if (err.exitCode !== 0 && json) reportError(new DockError('CLI_USAGE', err.message.replace(/^error: /, '')), true);
       process.exitCode = err.exitCode === 0 ? EXIT.OK : EXIT.USAGE;
       return;
     }
-    process.exitCode = reportError(err, argv.includes('--json'));
+    process.exitCode = reportError(err, json);
   }
 }
 

@@ -42,6 +42,12 @@ export function register(program: Command): void {
       if (o.link !== 'pty') throw new DockError('CLI_USAGE', `--link ${o.link}: a standalone simulator is reached over pty only (loopback works inside \`dockside run --sim\`)`);
       if (o.mode !== 'mp4' && o.mode !== 'synthetic') throw new DockError('CLI_USAGE', `--mode must be mp4 or synthetic, got ${JSON.stringify(o.mode)}`);
       const log = createLogger().child({ part: 'sim' });
+      // Handlers first: a stop that arrives while cameras are being created still cleans up.
+      let stopRequested: (signal: string) => void = () => undefined;
+      const stopped = new Promise<string>((resolve) => (stopRequested = resolve));
+      const onSignal = (signal: string) => () => stopRequested(signal);
+      process.once('SIGINT', onSignal('SIGINT'));
+      process.once('SIGTERM', onSignal('SIGTERM'));
       const fleet = await SimFleet.open({
         dir: o.dir,
         cameras: o.cameras,
@@ -60,14 +66,8 @@ export function register(program: Command): void {
         printJson({ serial: cam.serial, model: cam.model, path: cam.path, publicKey: cam.publicKeySpki });
       }
       log.info({ cameras: o.cameras, dir: fleet.dir, portsDir: fleet.portsDir }, 'simulator running; SIGINT or SIGTERM stops it');
-      await new Promise<void>((resolve) => {
-        const stop = (signal: string): void => {
-          log.info({ signal }, 'stopping simulator');
-          resolve();
-        };
-        process.once('SIGINT', () => stop('SIGINT'));
-        process.once('SIGTERM', () => stop('SIGTERM'));
-      });
+      const signal = await stopped;
+      log.info({ signal }, 'stopping simulator');
       await fleet.close();
     });
 }

@@ -9,6 +9,17 @@ import type { Transport } from '../hal/Transport.js';
 import { DockError, toDockError } from '../errors.js';
 import type { Session, SessionOptions } from '../protocol/Session.js';
 import { withCamera } from './cameraProbe.js';
+import { statSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { SerialTransport } from '../hal/serial/SerialTransport.js';
+
+function isCharDevice(path: string): boolean {
+  try {
+    return statSync(path).isCharacterDevice();
+  } catch {
+    return false;
+  }
+}
 
 export type { Candidate } from '../hal/discovery.js';
 
@@ -42,8 +53,12 @@ export async function forEachCamera<T>(candidates: Candidate[], fn: (s: Session)
 
 /** A camera by serial number (asks every candidate's HELLO) or by path. */
 export async function findCamera(target: string, options: FindOptions): Promise<Candidate> {
+  if (target.includes('/') && isCharDevice(target)) {
+    // A port path names the camera's place directly: no scan needed.
+    return { kind: 'serial', path: target, profileId: undefined, createTransport: () => new SerialTransport(target) };
+  }
   const { candidates } = await findCandidates(options);
-  const byPath = candidates.find((c) => c.path === target || c.path.endsWith(`/${target}`));
+  const byPath = candidates.find((c) => resolve(c.path) === resolve(target) || c.path.endsWith(`/${target}`));
   if (byPath && target.includes('/')) return byPath;
   const { results } = await forEachCamera(candidates, async (s) => ({ serial: s.serial, path: s.transport.path }), options.session);
   const hits = results.filter((r) => r.serial === target);

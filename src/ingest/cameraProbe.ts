@@ -6,7 +6,7 @@ import { performance } from 'node:perf_hooks';
 import { createHash } from 'node:crypto';
 import { Session, type SessionOptions } from '../protocol/Session.js';
 import type { Transport } from '../hal/Transport.js';
-import { DockError, toDockError } from '../errors.js';
+import { DockError, isDockError, toDockError } from '../errors.js';
 
 export interface DeviceSummary {
   serial: string;
@@ -30,6 +30,7 @@ export interface LinkTestResult {
   seconds: number;
   goodputBytesPerS: number; // payload bytes per second, each way
   requests: number;
+  lost: number; // echoes that never came back, even after resends
   retries: number;
   frameErrors: number; // frames discarded by the dock's decoder
   timeouts: number;
@@ -89,36 +90,54 @@ export async function withCamera<T>(transport: Transport, fn: (s: Session) => Pr
 }
 
 /**
- * LINK_TEST: echoes payloads of the largest size the link negotiated, with the full
- * window in flight, until `maxBytes` have gone each way or `maxSeconds` passed.
+ * LINK_TEST: echoes payloads with the full window in flight until `maxBytes` have
+ * gone each way or `maxSeconds` passed. Starts at the largest payload the link
+ * negotiated and halves it after a discarded frame or a failed echo (down to 1 KiB),
+ * as a pull would: a noisy link is measured, not failed. Echoes that never come back
+ * are counted, not thrown.
  */
 export async function linkTest(session: Session, options: { maxBytes?: number; maxSeconds?: number } = {}): Promise<LinkTestResult> {
   const maxBytes = options.maxBytes ?? 4 * 1024 * 1024;
   const maxMs = (options.maxSeconds ?? 2) * 1000;
-  const chunk = Math.max(1, session.maxChunk - 8); // LINK_TEST answer: u32 length + data, with room to spare
-  const pattern = Buffer.alloc(chunk);
-  for (let i = 0; i < chunk; i++) pattern[i] = (i * 131 + 7) & 0xff;
+  const largest = Math.max(1, session.maxChunk - 8); // LINK_TEST answer: u32 length + data, with room to spare
+  const pattern = Buffer.alloc(largest);
+  for (let i = 0; i < largest; i++) pattern[i] = (i * 131 + 7) & 0xff;
+  let chunk = largest;
+  const shrink = (): void => void (chunk = Math.max(Math.min(1024, largest), chunk >> 1));
+  session.on('discarded', shrink);
   const before = { ...session.stats };
   const start = performance.now();
   let sent = 0;
   let echoed = 0;
   let requests = 0;
-  const inflight: Promise<void>[] = [];
-  const one = async (): Promise<void> => {
+  let lost = 0;
+  const inflight = new Set<Promise<void>>();
+  const one = async (size: number): Promise<void> => {
     requests++;
-    const res = await session.request('LINK_TEST', { data: pattern });
-    if (!res.data.equals(pattern)) throw new DockError('PROTO_UNEXPECTED', `camera ${session.serial} echoed different bytes in LINK_TEST; the link corrupts data past the CRC`, { serial: session.serial });
-    echoed += res.data.length;
-  };
-  while (sent < maxBytes && performance.now() - start < maxMs) {
-    while (inflight.length < session.window && sent < maxBytes) {
-      sent += chunk;
-      const p: Promise<void> = one().finally(() => inflight.splice(inflight.indexOf(p), 1));
-      inflight.push(p);
+    const data = pattern.subarray(0, size);
+    try {
+      const res = await session.request('LINK_TEST', { data }, { retries: 2 });
+      if (!res.data.equals(data)) throw new DockError('PROTO_UNEXPECTED', `camera ${session.serial} echoed different bytes in LINK_TEST; the link corrupts data past the CRC`, { serial: session.serial });
+      echoed += res.data.length;
+    } catch (err) {
+      if (!isDockError(err, 'PROTO_TIMEOUT')) throw err;
+      lost++;
+      shrink();
     }
-    await Promise.race(inflight);
+  };
+  try {
+    while (sent < maxBytes && performance.now() - start < maxMs) {
+      while (inflight.size < session.window && sent < maxBytes) {
+        sent += chunk;
+        const p: Promise<void> = one(chunk).finally(() => inflight.delete(p));
+        inflight.add(p);
+      }
+      await Promise.race(inflight);
+    }
+    await Promise.all(inflight);
+  } finally {
+    session.off('discarded', shrink);
   }
-  await Promise.all(inflight);
   const seconds = (performance.now() - start) / 1000;
   const frames = session.stats.responses - before.responses;
   const frameErrors = session.stats.discarded - before.discarded;
@@ -127,6 +146,7 @@ export async function linkTest(session: Session, options: { maxBytes?: number; m
     seconds,
     goodputBytesPerS: echoed / seconds,
     requests,
+    lost,
     retries: session.stats.retries - before.retries,
     frameErrors,
     timeouts: session.stats.timeouts - before.timeouts,

@@ -51,7 +51,9 @@ export class PtyLink {
     if (this.alive) {
       const exited = new Promise((r) => this.#proc.once('exit', r));
       this.#proc.kill('SIGTERM');
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 2000))]);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([exited, new Promise((r) => (timer = setTimeout(r, 2000)))]);
+      clearTimeout(timer);
       if (this.alive) this.#proc.kill('SIGKILL');
     }
     removeLink(this.cameraPath);
