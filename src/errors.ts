@@ -3,7 +3,7 @@
  * (tests, alerts and scripts match on it); `message` says what happened and what to do.
  * Codes are grouped by subsystem prefix: FRAME_ (wire framing), PROTO_ (messages and
  * session), HAL_ (transports and discovery), SIM_ (the simulated camera), CUSTODY_,
- * CONFIG_, CLI_.
+ * INGEST_, SINK_ (evidence stores), CONFIG_, CLI_, and INTERNAL for our own bugs.
  */
 export const ERROR_CODES = [
   // framing
@@ -37,6 +37,17 @@ export const ERROR_CODES = [
   // custody
   'CUSTODY_BAD_MANIFEST',
   'CUSTODY_SIGNATURE',
+  'CUSTODY_HASH_MISMATCH',
+  'CUSTODY_CHAIN_GAP',
+  'CUSTODY_LEDGER',
+  // ingest
+  'INGEST_UNENROLLED',
+  'INGEST_SPOOL_FULL',
+  'INGEST_DUPLICATE',
+  // sinks (evidence stores)
+  'SINK_WRITE',
+  'SINK_FULL',
+  'SINK_MISMATCH',
   // configuration and command line
   'CONFIG_INVALID',
   'CLI_USAGE',

@@ -6,6 +6,7 @@ import { createRequire } from 'node:module';
 import { register as registerSim } from './sim.js';
 import { register as registerDevices } from './devices.js';
 import { register as registerDiag } from './diag.js';
+import { register as registerRun } from './run.js';
 import { EXIT, reportError } from './output.js';
 import { DockError } from '../errors.js';
 
@@ -17,6 +18,7 @@ export function buildProgram(): Command {
     .version(pkg.version)
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
+  registerRun(program);
   registerSim(program);
   registerDevices(program);
   registerDiag(program);

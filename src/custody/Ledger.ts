@@ -1,0 +1,202 @@
+/**
+ * The custody ledger (docs/custody.md §3): one JSON line per custody event, append
+ * only. Each line carries the SHA-256 of the line before it and the dock's Ed25519
+ * signature, so any change, removal or reordering of a line is detectable offline
+ * with the dock's public key alone.
+ *
+ *   body = canonicalJson({ v, seq, timeMs, event, serial, clipId, details, prev })
+ *   sig  = Ed25519(dock key, body)                      (base64)
+ *   line = canonicalJson({ ...body, sig }) + "\n"
+ *   prev of the next line = SHA-256(line without its "\n")   (hex; the first: 64 zeros)
+ *
+ * Durability: append() returns after the line is written and fdatasync'ed, so a
+ * state change committed after it always has its event on disk. A torn last line
+ * (power cut mid-write) was never acknowledged; open() cuts it off.
+ */
+import { createHash, sign, verify, type KeyObject } from 'node:crypto';
+import { closeSync, existsSync, fdatasyncSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { canonicalJson, type CanonicalValue } from './canonicalJson.js';
+
+export const LEDGER_GENESIS = '0'.repeat(64);
+
+export const CUSTODY_EVENTS = [
+  'ledger_opened',
+  'ledger_repaired',
+  'docked',
+  'undocked',
+  'enrolled',
+  'revoked',
+  'refused',
+  'clock_set',
+  'listed',
+  'pulled',
+  'verified',
+  'quarantined',
+  'chain_gap',
+  'media_flagged',
+  'stored',
+  'released',
+  'release_refused',
+] as const;
+export type CustodyEvent = (typeof CUSTODY_EVENTS)[number];
+
+export type Details = { [key: string]: CanonicalValue };
+
+export interface LedgerEntry {
+  v: 1;
+  seq: number;
+  timeMs: number;
+  event: CustodyEvent;
+  serial: string | null;
+  clipId: string | null;
+  details: Details;
+  prev: string;
+  sig: string;
+}
+
+/** Printable ASCII only, as canonical JSON requires; anything else becomes '?'. */
+function ascii(v: CanonicalValue): CanonicalValue {
+  if (typeof v === 'string') return v.replace(/[^\x20-\x7e]/g, '?');
+  if (Array.isArray(v)) return v.map(ascii);
+  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, ascii(x)]));
+  return v;
+}
+
+export function lineHash(line: string): string {
+  return createHash('sha256').update(line).digest('hex');
+}
+
+export class Ledger {
+  readonly path: string;
+  readonly #key: KeyObject;
+  readonly #fd: number;
+  /** Called after each durable append (the state store indexes lines by clip). */
+  onAppend: ((entry: LedgerEntry, line: string) => void) | undefined;
+  #seq: number;
+  #prev: string;
+
+  private constructor(path: string, key: KeyObject, fd: number, seq: number, prev: string) {
+    this.path = path;
+    this.#key = key;
+    this.#fd = fd;
+    this.#seq = seq;
+    this.#prev = prev;
+  }
+
+  static open(path: string, dockKey: KeyObject): Ledger {
+    let seq = 0;
+    let prev = LEDGER_GENESIS;
+    let repairedBytes = 0;
+    if (existsSync(path)) {
+      const text = readFileSync(path, 'utf8');
+      const end = text.lastIndexOf('\n') + 1; // everything after the last newline is a torn write
+      repairedBytes = Buffer.byteLength(text.slice(end));
+      const lines = text.slice(0, end).split('\n').filter(Boolean);
+      const last = lines[lines.length - 1];
+      if (last) {
+        const e = JSON.parse(last) as LedgerEntry;
+        seq = e.seq;
+        prev = lineHash(last);
+      }
+      if (repairedBytes > 0) {
+        const fd = openSync(path, 'r+');
+        ftruncateSync(fd, Buffer.byteLength(text.slice(0, end)));
+        fdatasyncSync(fd);
+        closeSync(fd);
+      }
+    }
+    const fd = openSync(path, 'a', 0o644);
+    const ledger = new Ledger(path, dockKey, fd, seq, prev);
+    if (repairedBytes > 0) ledger.append('ledger_repaired', { details: { tornBytes: repairedBytes, reason: 'an unfinished last line (power cut mid-write) was cut off' } });
+    return ledger;
+  }
+
+  get seq(): number {
+    return this.#seq;
+  }
+
+  get head(): string {
+    return this.#prev;
+  }
+
+  /** Appends one event; returns once it is durable. */
+  append(event: CustodyEvent, what: { serial?: string; clipId?: string; details?: Details } = {}, nowMs = Date.now()): LedgerEntry {
+    const body = {
+      v: 1 as const,
+      seq: this.#seq + 1,
+      timeMs: nowMs,
+      event,
+      serial: what.serial ?? null,
+      clipId: what.clipId ?? null,
+      details: ascii(what.details ?? {}) as Details,
+      prev: this.#prev,
+    };
+    const sig = sign(null, Buffer.from(canonicalJson(body)), this.#key).toString('base64');
+    const entry: LedgerEntry = { ...body, sig };
+    const line = canonicalJson(entry);
+    writeSync(this.#fd, `${line}\n`);
+    fdatasyncSync(this.#fd);
+    this.#seq = entry.seq;
+    this.#prev = lineHash(line);
+    this.onAppend?.(entry, line);
+    return entry;
+  }
+
+  close(): Promise<void> {
+    closeSync(this.#fd);
+    return Promise.resolve();
+  }
+}
+
+export interface LedgerProblem {
+  line: number; // 1-based
+  seq: number | null;
+  problem: string;
+}
+
+export interface LedgerCheck {
+  ok: boolean;
+  entries: LedgerEntry[];
+  problems: LedgerProblem[];
+}
+
+/** Recomputes the whole ledger offline: hash links, sequence, signatures, encoding. */
+export function verifyLedgerFile(path: string, dockPublicKey: KeyObject): LedgerCheck {
+  if (!existsSync(path)) return { ok: true, entries: [], problems: [] };
+  const text = readFileSync(path, 'utf8');
+  const lines = text.split('\n');
+  const problems: LedgerProblem[] = [];
+  const entries: LedgerEntry[] = [];
+  if (lines[lines.length - 1] !== '') problems.push({ line: lines.length, seq: null, problem: 'the last line is unfinished (no newline): a torn write that open() would cut off' });
+  let prev = LEDGER_GENESIS;
+  let expectSeq = 1;
+  lines.slice(0, -1).forEach((line, i) => {
+    const n = i + 1;
+    let e: LedgerEntry;
+    try {
+      e = JSON.parse(line) as LedgerEntry;
+    } catch {
+      problems.push({ line: n, seq: null, problem: 'not valid JSON' });
+      prev = lineHash(line);
+      return;
+    }
+    const { sig, ...body } = e;
+    if (canonicalJson(e) !== line) problems.push({ line: n, seq: e.seq, problem: 'not in canonical form' });
+    if (e.seq !== expectSeq) problems.push({ line: n, seq: e.seq, problem: `sequence ${e.seq} where ${expectSeq} was expected (a line removed or reordered)` });
+    if (e.prev !== prev) problems.push({ line: n, seq: e.seq, problem: `prev ${String(e.prev).slice(0, 12)}… does not match the hash of line ${n - 1} (${prev.slice(0, 12)}…): the line before was changed, removed or reordered` });
+    let sigOk: boolean;
+    try {
+      sigOk = verify(null, Buffer.from(canonicalJson(body)), dockPublicKey, Buffer.from(String(sig), 'base64'));
+    } catch {
+      sigOk = false; // not even a well-formed signature
+    }
+    if (!sigOk) problems.push({ line: n, seq: e.seq, problem: "the dock's signature does not verify: the line was altered or signed by another key" });
+    if (!(CUSTODY_EVENTS as readonly string[]).includes(e.event)) problems.push({ line: n, seq: e.seq, problem: `unknown event ${JSON.stringify(e.event)}` });
+    entries.push(e);
+    prev = lineHash(line);
+    expectSeq = e.seq + 1;
+  });
+  if (problems.length === 0 && entries.length === 0 && text.length > 0) problems.push({ line: 1, seq: null, problem: 'no entries' });
+  return { ok: problems.length === 0, entries, problems };
+}
+

@@ -1,0 +1,304 @@
+/**
+ * One docked camera, from HELLO to undock.
+ *
+ *   connect ─► HELLO ─► enrolled? ─► AUTH (enrolled key) ─► clock ─► release what is stored
+ *     ─► LIST_CLIPS ─► for each clip not yet in the spool: GET_MANIFEST, pull (resumable)
+ *     ─► wait for the pipeline ─► release what it stored ─► done (stays docked, charging)
+ *
+ * A camera that is not enrolled, or fails AUTH, is refused: logged, in the ledger,
+ * and nothing of it is stored. An undock at any point leaves each clip at its durable
+ * state; the next dock picks up from there.
+ */
+import { EventEmitter } from 'node:events';
+import { stat } from 'node:fs/promises';
+import type { Ledger } from '../custody/Ledger.js';
+import { parseManifest } from '../custody/manifest.js';
+import { DockError, isDockError, toDockError } from '../errors.js';
+import type { Candidate } from '../hal/discovery.js';
+import type { Logger } from '../log.js';
+import type { ClipEntry } from '../protocol/messages.js';
+import { Session, type SessionOptions } from '../protocol/Session.js';
+import type { ClipRow, Store } from '../queue/Store.js';
+import type { HashPool } from '../verify/HashPool.js';
+import type { Pipeline } from './Pipeline.js';
+import type { Spool } from './Spool.js';
+
+export type BayState = 'connecting' | 'refused' | 'pulling' | 'finishing' | 'done' | 'gone' | 'failed';
+
+export interface BayDeps {
+  store: Store;
+  ledger: Ledger;
+  spool: Spool;
+  pipeline: Pipeline;
+  hashes: HashPool;
+  log: Logger;
+  session?: SessionOptions;
+  clockSkewMs?: number; // SET_TIME when the camera is further off than this; default 2000
+  pullAttempts?: number; // per clip per docking before it is left for the next dock; default 5
+  spoolWaitMs?: number; // how often a pull paused for spool space looks again; default 2000
+  /** Refuses a second bay for a serial that is already docked elsewhere. */
+  claim(serial: string, bay: Bay): boolean;
+}
+
+export interface BayProgress {
+  clipId: string;
+  bytes: number;
+  size: number;
+}
+
+export interface BayEvents {
+  state: [state: BayState];
+  progress: [p: BayProgress];
+}
+
+export class Bay extends EventEmitter<BayEvents> {
+  readonly candidate: Candidate;
+  #state: BayState = 'connecting';
+  #serial: string | undefined;
+  #session: Session | undefined;
+  #error: DockError | undefined;
+  #closed = false;
+  #releasing: Promise<void> = Promise.resolve();
+  readonly #d: BayDeps;
+  readonly #log: Logger;
+
+  constructor(candidate: Candidate, deps: BayDeps) {
+    super();
+    this.candidate = candidate;
+    this.#d = deps;
+    this.#log = deps.log.child({ path: candidate.path });
+  }
+
+  get state(): BayState {
+    return this.#state;
+  }
+
+  get serial(): string | undefined {
+    return this.#serial;
+  }
+
+  get error(): DockError | undefined {
+    return this.#error;
+  }
+
+  /** done, refused, failed or gone: nothing more will happen in this bay. */
+  get settled(): boolean {
+    return this.#state === 'done' || this.#state === 'refused' || this.#state === 'failed' || this.#state === 'gone';
+  }
+
+  async run(): Promise<void> {
+    try {
+      await this.#run();
+    } catch (err) {
+      const e = toDockError(err, 'INTERNAL', `bay ${this.candidate.path} failed`);
+      if (e.code === 'HAL_DISCONNECTED' || e.code === 'PROTO_CLOSED') {
+        this.#setState('gone');
+        if (this.#serial) this.#d.ledger.append('undocked', { serial: this.#serial, details: { path: this.candidate.path, during: 'ingest' } });
+        this.#log.info({ serial: this.#serial }, 'camera undocked mid-ingest; work resumes at its next dock');
+      } else {
+        this.#error = e;
+        this.#setState('failed');
+        this.#log.error({ serial: this.#serial, code: e.code, err: e.message }, 'bay failed; the camera keeps its clips');
+      }
+      await this.#session?.close().catch(() => undefined);
+    }
+  }
+
+  /**
+   * Releases what the pipeline stored for this camera (call on 'stored'). Calls are
+   * queued one after another, and each re-reads what is stored, so a clip is never
+   * released twice however the calls overlap.
+   */
+  releaseStored(): Promise<void> {
+    const run = this.#releasing.then(async () => {
+      const s = this.#session;
+      if (!s || s.closed || !this.#serial) return;
+      for (const c of this.#d.store.clips({ serial: this.#serial, state: 'stored' })) await this.#release(s, c);
+    });
+    this.#releasing = run.catch(() => undefined);
+    return run;
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.#session?.close().catch(() => undefined);
+    if (!this.settled) this.#setState('gone');
+  }
+
+  #setState(state: BayState): void {
+    if (this.#state === state) return;
+    this.#state = state;
+    this.emit('state', state);
+  }
+
+  async #run(): Promise<void> {
+    const { store, ledger } = this.#d;
+    const session = await Session.connect(this.candidate.createTransport(), { timeoutMs: 1000, retries: 6, ...this.#d.session });
+    this.#session = session;
+    session.once('disconnected', () => {
+      if (!this.settled || this.#state === 'done') {
+        if (this.#state === 'done' && this.#serial) ledger.append('undocked', { serial: this.#serial, details: { path: this.candidate.path } });
+        this.#setState('gone');
+      }
+    });
+    const hello = session.info;
+    const serial = hello.serial;
+    this.#serial = serial;
+    const where = { serial };
+    if (!this.#d.claim(serial, this)) {
+      this.#refuse(session, `camera ${serial} is already docked in another bay; two devices claim one serial`, 'INGEST_DUPLICATE');
+      return;
+    }
+    const camera = store.camera(serial);
+    if (!camera || camera.revoked) {
+      this.#refuse(session, `camera ${serial} is ${camera ? 'revoked' : 'not enrolled'}; nothing is taken from it. Enroll it with \`dockside enroll ${serial}\` if it belongs to this agency`, 'INGEST_UNENROLLED');
+      return;
+    }
+    try {
+      await session.authenticate(camera.publicKey);
+    } catch (err) {
+      if (!isDockError(err, 'PROTO_AUTH')) throw err;
+      this.#refuse(session, err.message, 'PROTO_AUTH');
+      return;
+    }
+    ledger.append('docked', { ...where, details: { path: this.candidate.path, transport: this.candidate.kind, model: hello.model, firmware: hello.firmware } });
+    this.#log.info({ serial, model: hello.model, firmware: hello.firmware }, 'camera docked and authenticated');
+    await this.#setClock(session, serial);
+    this.#setState('pulling');
+    await this.releaseStored();
+    const { clips, refused } = await session.listClips();
+    for (const r of refused) ledger.append('refused', { serial, details: { clipId: r.id, reason: r.error.message } });
+    for (const c of clips) {
+      if (c.released) continue;
+      if (store.addListed({ serial, clipId: c.id, seq: c.seq, size: c.size, trigger: c.trigger, startMs: c.startMs })) {
+        ledger.append('listed', { serial, clipId: c.id, details: { seq: c.seq, size: c.size } });
+      }
+    }
+    this.#d.pipeline.kick(serial);
+    const onCamera = new Map(clips.map((c) => [c.id, c]));
+    for (const row of store.clips({ serial, state: ['listed', 'pulling'] })) {
+      const entry = onCamera.get(row.clipId);
+      if (!entry) continue; // no longer on the camera: stays as it is, reported by `queue`
+      await this.#pullWithRetries(session, row, entry);
+    }
+    this.#setState('finishing');
+    await this.#d.pipeline.whenIdle(serial);
+    await this.releaseStored();
+    this.#setState('done');
+    this.#log.info({ serial }, 'camera offloaded');
+  }
+
+  #refuse(session: Session, reason: string, code: string): void {
+    this.#d.ledger.append('refused', { serial: session.serial, details: { reason, code, path: this.candidate.path } });
+    this.#log.warn({ serial: session.serial, code, reason }, 'camera refused');
+    this.#error = new DockError(code === 'PROTO_AUTH' ? 'PROTO_AUTH' : code === 'INGEST_DUPLICATE' ? 'INGEST_DUPLICATE' : 'INGEST_UNENROLLED', reason, { serial: session.serial });
+    this.#setState('refused');
+    void session.close();
+  }
+
+  async #setClock(session: Session, serial: string): Promise<void> {
+    const t0 = Date.now();
+    const st = await session.status();
+    const skewMs = st.clockMs - Math.round((t0 + Date.now()) / 2);
+    if (Math.abs(skewMs) <= (this.#d.clockSkewMs ?? 2000)) return;
+    const { previousMs } = await session.request('SET_TIME', { utcMs: Date.now() });
+    this.#d.ledger.append('clock_set', { serial, details: { skewMs, previousMs } });
+    this.#log.info({ serial, skewMs }, 'camera clock corrected');
+  }
+
+  async #pullWithRetries(session: Session, row: ClipRow, entry: ClipEntry): Promise<void> {
+    const attempts = this.#d.pullAttempts ?? 5;
+    for (let attempt = 1; ; attempt++) {
+      if (this.#closed) return;
+      try {
+        await this.#pull(session, this.#d.store.clip(row.serial, row.clipId)!, entry);
+        return;
+      } catch (err) {
+        if (isDockError(err, 'HAL_DISCONNECTED') || isDockError(err, 'PROTO_CLOSED')) throw err;
+        if (isDockError(err, 'INGEST_SPOOL_FULL')) {
+          this.#log.warn({ serial: row.serial, clipId: row.clipId, err: err.message }, 'spool full: pull paused');
+          await new Promise((r) => setTimeout(r, this.#d.spoolWaitMs ?? 2000));
+          attempt--; // waiting for space is not a failed attempt
+          continue;
+        }
+        const e = toDockError(err, 'INTERNAL', `pull of ${row.serial}/${row.clipId} failed`);
+        this.#log.warn({ serial: row.serial, clipId: row.clipId, attempt, code: e.code, err: e.message }, 'pull failed');
+        if (attempt >= attempts) {
+          this.#log.error({ serial: row.serial, clipId: row.clipId }, 'pull keeps failing; the clip stays on the camera and is tried at its next dock');
+          return;
+        }
+      }
+    }
+  }
+
+  /** Pulls one clip into the spool from its durable offset; ends spooled. */
+  async #pull(session: Session, row: ClipRow, entry: ClipEntry): Promise<void> {
+    const { store, spool, ledger } = this.#d;
+    const { serial, clipId } = row;
+    if (row.state === 'listed') {
+      const m = await session.request('GET_MANIFEST', { clipId });
+      let sha256: string | null = null;
+      let container = 'bin';
+      try {
+        const parsed = parseManifest(Buffer.from(m.manifest));
+        sha256 = parsed.sha256;
+        container = parsed.container;
+      } catch {
+        // kept as sent; the verify step quarantines it with the reason
+      }
+      store.setManifest(serial, clipId, Buffer.from(m.manifest), Buffer.from(m.signature), sha256, container);
+      await spool.checkSpace(row.size);
+      store.transition(serial, clipId, 'pulling', { offset: 0 });
+      row = store.clip(serial, clipId)!;
+    }
+    const final = spool.clipPath(serial, clipId, row.container);
+    // A crash between the rename and the commit: the pull is complete on disk.
+    if (row.offset === row.size && (await stat(final).catch(() => undefined))) {
+      const { sha256 } = await this.#d.hashes.hash(final);
+      return this.#spooled(row, sha256);
+    }
+    const part = await spool.openPart(serial, clipId, row.offset);
+    try {
+      const every = spool.options.syncEveryBytes;
+      await session.readRange(clipId, row.offset, entry.size, async (offset, data) => {
+        await part.write(offset, data);
+        this.emit('progress', { clipId, bytes: part.written, size: entry.size });
+        if (part.unsynced >= every) {
+          await spool.checkSpace();
+          store.setOffset(serial, clipId, await part.sync());
+        }
+      });
+      store.setOffset(serial, clipId, await part.sync());
+    } finally {
+      await part.close();
+    }
+    await spool.complete(serial, clipId, row.container);
+    const rxSha256 = part.hash.digest('hex');
+    ledger.append('pulled', { serial, clipId, details: { bytes: entry.size, receivedSha256: rxSha256, resumedFrom: row.offset } });
+    store.transition(serial, clipId, 'spooled', { rxSha256 });
+    this.#d.pipeline.kick(serial);
+  }
+
+  #spooled(row: ClipRow, rxSha256: string): void {
+    this.#d.ledger.append('pulled', { serial: row.serial, clipId: row.clipId, details: { bytes: row.size, receivedSha256: rxSha256, resumedFrom: row.offset } });
+    this.#d.store.transition(row.serial, row.clipId, 'spooled', { rxSha256 });
+    this.#d.pipeline.kick(row.serial);
+  }
+
+  async #release(session: Session, c: ClipRow): Promise<void> {
+    const { store, ledger, log } = this.#d;
+    if (!c.sha256 || !c.receipt) throw new DockError('INTERNAL', `stored clip ${c.serial}/${c.clipId} has no hash or receipt`);
+    try {
+      const r = await session.request('RELEASE', { clipId: c.clipId, sha256: Buffer.from(c.sha256, 'hex'), receipt: c.receipt });
+      ledger.append('released', { serial: c.serial, clipId: c.clipId, details: { sha256: c.sha256, receipt: c.receipt, freedBytes: r.freedBytes } });
+      store.transition(c.serial, c.clipId, 'released');
+      await this.#d.pipeline.writeSidecar(c.serial, c.clipId);
+      await this.#d.spool.remove(c.serial, c.clipId, c.container);
+      log.info({ serial: c.serial, clipId: c.clipId }, 'clip released from the camera');
+    } catch (err) {
+      if (!isDockError(err, 'PROTO_REMOTE')) throw err;
+      ledger.append('release_refused', { serial: c.serial, clipId: c.clipId, details: { reason: err.message } });
+      log.error({ serial: c.serial, clipId: c.clipId, err: err.message }, 'camera refused the release; the clip stays stored and on the camera');
+    }
+  }
+}

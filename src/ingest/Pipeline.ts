@@ -1,0 +1,213 @@
+/**
+ * After a clip is spooled: verify it, then store it or quarantine it.
+ *
+ *   spooled ─► hash (worker) + checks ─► verified ─► uploading ─► sink.put (re-read) ─► stored
+ *                                    └► quarantined (file to quarantine/, reason, ledger)
+ *
+ * Clips of one camera go strictly in seq order (the chain check depends on the one
+ * before); cameras proceed in parallel. Every step writes its ledger event (durable)
+ * and then commits its state, so a crash repeats at most the last step, and every
+ * step is safe to repeat (the sink takes an object it already holds as stored).
+ * A failing sink pauses that camera's clips with backoff; nothing is dropped.
+ */
+import { EventEmitter } from 'node:events';
+import type { DockKey } from '../custody/dockKey.js';
+import type { Ledger } from '../custody/Ledger.js';
+import { parseManifest, verifyManifestSignature } from '../custody/manifest.js';
+import { buildSidecar } from '../custody/sidecar.js';
+import { DockError, toDockError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { ClipRow, Store } from '../queue/Store.js';
+import type { Sink } from '../queue/sinks/Sink.js';
+import { checkClip } from '../verify/checkClip.js';
+import type { HashPool } from '../verify/HashPool.js';
+import { mediaCheck } from '../verify/mediaCheck.js';
+import type { Spool } from './Spool.js';
+
+export interface PipelineDeps {
+  store: Store;
+  ledger: Ledger;
+  spool: Spool;
+  hashes: HashPool;
+  sink: Sink;
+  dockKey: DockKey;
+  log: Logger;
+}
+
+export interface PipelineEvents {
+  stored: [serial: string, clipId: string];
+  quarantined: [serial: string, clipId: string, reason: string];
+  stuck: [serial: string, error: DockError];
+  idle: [];
+}
+
+const RETRY_BASE_MS = 500;
+const RETRY_MAX_MS = 30_000;
+/** After this many failures in a row on one camera's clips, it reports itself stuck. */
+export const STUCK_AFTER = 3;
+
+export class Pipeline extends EventEmitter<PipelineEvents> {
+  readonly #d: PipelineDeps;
+  readonly #running = new Map<string, Promise<void>>();
+  readonly #again = new Set<string>();
+  readonly #failures = new Map<string, { count: number; error: DockError }>();
+  #closed = false;
+
+  constructor(deps: PipelineDeps) {
+    super();
+    this.#d = deps;
+  }
+
+  /** Work is waiting for this camera (or, without a serial, for every camera with clips in flight). */
+  kick(serial?: string): void {
+    if (this.#closed) return;
+    const serials = serial ? [serial] : [...new Set(this.#d.store.clips({ state: ['spooled', 'verified', 'uploading'] }).map((c) => c.serial))];
+    for (const s of serials) {
+      if (this.#running.has(s)) {
+        this.#again.add(s);
+        continue;
+      }
+      const run = this.#drain(s).finally(() => {
+        this.#running.delete(s);
+        if (this.#again.delete(s)) this.kick(s);
+        else if (this.#running.size === 0) this.emit('idle');
+      });
+      this.#running.set(s, run);
+    }
+  }
+
+  get busy(): boolean {
+    return this.#running.size > 0;
+  }
+
+  /** Cameras whose clips keep failing (e.g. an unwritable sink), with the last error. */
+  get stuck(): { serial: string; error: DockError }[] {
+    return [...this.#failures].filter(([, f]) => f.count >= STUCK_AFTER).map(([serial, f]) => ({ serial, error: f.error }));
+  }
+
+  async whenIdle(serial?: string): Promise<void> {
+    for (;;) {
+      const runs = serial ? [this.#running.get(serial)].filter((r): r is Promise<void> => r !== undefined) : [...this.#running.values()];
+      if (runs.length === 0) return;
+      await Promise.allSettled(runs);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.whenIdle();
+  }
+
+  async #drain(serial: string): Promise<void> {
+    for (;;) {
+      if (this.#closed) return;
+      const next = this.#d.store.clips({ serial, state: ['spooled', 'verified', 'uploading'] })[0];
+      if (!next) return;
+      try {
+        await this.#advance(next);
+        this.#failures.delete(serial);
+      } catch (err) {
+        const error = toDockError(err, 'INTERNAL', `processing ${serial}/${next.clipId} failed`);
+        const f = { count: (this.#failures.get(serial)?.count ?? 0) + 1, error };
+        this.#failures.set(serial, f);
+        const delay = Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** (f.count - 1)) * (0.5 + Math.random() / 2);
+        this.#d.log.error({ serial, clipId: next.clipId, state: next.state, code: error.code, err: error.message, attempt: f.count, retryInMs: Math.round(delay) }, 'clip step failed; will retry');
+        if (f.count === STUCK_AFTER) this.emit('stuck', serial, error);
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  }
+
+  /** Takes one clip one step further. */
+  async #advance(c: ClipRow): Promise<void> {
+    if (c.state === 'spooled') return this.#verify(c);
+    if (c.state === 'verified') {
+      this.#d.store.transition(c.serial, c.clipId, 'uploading');
+      return this.#storeClip({ ...c, state: 'uploading' });
+    }
+    if (c.state === 'uploading') return this.#storeClip(c);
+  }
+
+  async #verify(c: ClipRow): Promise<void> {
+    const { store, ledger, spool, hashes, log } = this.#d;
+    const camera = store.camera(c.serial);
+    if (!camera) throw new DockError('INTERNAL', `clip ${c.serial}/${c.clipId} is spooled but its camera is not enrolled`);
+    const container = c.container;
+    const path = spool.clipPath(c.serial, c.clipId, container);
+    const disk = await hashes.hash(path);
+    const verdict = checkClip({
+      serial: c.serial,
+      clipId: c.clipId,
+      size: c.size,
+      manifestBytes: c.manifest,
+      signature: c.signature,
+      enrolledKey: camera.publicKey,
+      diskSha256: disk.sha256,
+      diskBytes: disk.bytes,
+      receivedSha256: c.rxSha256 ?? '',
+      lastChain: camera.lastChain,
+    });
+    const where = { serial: c.serial, clipId: c.clipId };
+    if (!verdict.ok) {
+      const reason = `${verdict.check}: ${verdict.reason}`;
+      await spool.quarantine(c.serial, c.clipId, container, { serial: c.serial, clipId: c.clipId, check: verdict.check, reason: verdict.reason, diskSha256: disk.sha256, timeMs: Date.now() });
+      ledger.append('quarantined', { ...where, details: { check: verdict.check, reason: verdict.reason, diskSha256: disk.sha256 } });
+      store.atomically(() => {
+        // An authentic manifest (signature good, only the bytes rotted) still moves the chain on.
+        const m = verdict.manifest;
+        if (verdict.check === 'hash' && m && c.manifest && c.signature && verifyManifestSignature(c.manifest, c.signature, camera.publicKey)) store.advanceChain(c.serial, m.seq, m.chain);
+        store.transition(c.serial, c.clipId, 'quarantined', { reason });
+      });
+      log.warn({ ...where, reason }, 'clip quarantined: kept on the camera and in quarantine/, never released');
+      this.emit('quarantined', c.serial, c.clipId, reason);
+      return;
+    }
+    const m = verdict.manifest;
+    if (verdict.chainGap) {
+      ledger.append('chain_gap', { ...where, details: { expectedPrevChain: verdict.chainGap.expected, foundPrevChain: verdict.chainGap.found, seq: m.seq } });
+      log.warn({ ...where, seq: m.seq, expected: verdict.chainGap.expected, found: verdict.chainGap.found }, 'CHAIN GAP: clips are missing from this camera before this one; ingesting what is there');
+    }
+    const media = await mediaCheck(path, m);
+    if (!media.ok) {
+      ledger.append('media_flagged', { ...where, details: { detail: media.detail } });
+      log.warn({ ...where, detail: media.detail }, 'clip fails the media check; stored as recorded and flagged');
+    }
+    ledger.append('verified', { ...where, details: { sha256: m.sha256, size: m.size, signature: 'ok', chain: verdict.chainGap ? 'gap' : 'continues', media: media.detail } });
+    store.atomically(() => {
+      store.advanceChain(c.serial, m.seq, m.chain);
+      store.transition(c.serial, c.clipId, 'verified', media.ok ? {} : { flags: `media: ${media.detail}` });
+    });
+  }
+
+  /** (Re)writes a stored clip's sidecar with every custody event recorded for it so far. */
+  async writeSidecar(serial: string, clipId: string, receipt?: { location: string; sha256: string; receipt: string }): Promise<void> {
+    const { store, sink, dockKey } = this.#d;
+    const c = store.clip(serial, clipId);
+    const camera = store.camera(serial);
+    if (!c?.manifest || !c.signature || !camera) throw new DockError('INTERNAL', `no manifest or camera for ${serial}/${clipId}`);
+    const m = parseManifest(c.manifest);
+    const r = receipt ?? (c.receipt ? { location: sink.location(serial, clipId, c.container), sha256: m.sha256, receipt: c.receipt } : null);
+    const sidecar = buildSidecar({
+      manifest: m,
+      manifestBytes: c.manifest,
+      signature: c.signature,
+      devicePublicKeyRaw: camera.publicKey,
+      dockPublicKey: dockKey.publicKey,
+      dockFingerprint: dockKey.fingerprint,
+      receipt: r,
+      custodyLines: store.events(serial, clipId),
+    });
+    await sink.putSidecar(serial, clipId, sidecar);
+  }
+
+  async #storeClip(c: ClipRow): Promise<void> {
+    const { store, ledger, spool, sink } = this.#d;
+    const m = parseManifest(c.manifest!);
+    const receipt = await sink.put({ serial: c.serial, clipId: c.clipId, container: c.container, sourcePath: spool.clipPath(c.serial, c.clipId, c.container), sha256: m.sha256, size: m.size });
+    if (receipt.sha256 !== m.sha256) throw new DockError('SINK_MISMATCH', `sink receipt ${receipt.sha256} does not match ${m.sha256}`);
+    ledger.append('stored', { serial: c.serial, clipId: c.clipId, details: { sink: sink.name, location: receipt.location, sha256: receipt.sha256, bytes: receipt.bytes, receipt: receipt.receipt, existed: receipt.existed } });
+    await this.writeSidecar(c.serial, c.clipId, { location: receipt.location, sha256: receipt.sha256, receipt: receipt.receipt });
+    store.transition(c.serial, c.clipId, 'stored', { receipt: receipt.receipt });
+    this.emit('stored', c.serial, c.clipId);
+  }
+}

@@ -1,0 +1,169 @@
+/**
+ * The spool: where clips land on the dock before they are verified and stored.
+ *
+ *   spool/<serial>/<clipId>.part          a pull in progress; bytes [0, offset) are durable
+ *   spool/<serial>/<clipId>.<mp4|bin>     a complete pull (renamed after its last fsync)
+ *   quarantine/<serial>/<clipId>.<ext>    a clip that failed a check, with .reason.json
+ *
+ * Invariant: the state store's `offset` never exceeds what was fsynced; a pull
+ * resumes by cutting the .part file back to that offset, so bytes written after the
+ * last commit (and perhaps lost by a power cut) are fetched again, never trusted.
+ */
+import { createHash, type Hash } from 'node:crypto';
+import { mkdir, open, rename, rm, stat, statfs, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { DockError } from '../errors.js';
+import { fsyncDir, writeFileDurable } from '../durableFs.js';
+
+export interface SpoolOptions {
+  minFreeBytes: number; // pulls pause below this much free space; default 1 GiB
+  syncEveryBytes: number; // fsync and commit the offset at least this often; default 4 MiB
+}
+
+export const SPOOL_DEFAULTS: SpoolOptions = { minFreeBytes: 1024 ** 3, syncEveryBytes: 4 * 1024 * 1024 };
+
+export class Spool {
+  readonly dir: string;
+  readonly quarantineDir: string;
+  readonly options: SpoolOptions;
+
+  constructor(dataDir: string, options: Partial<SpoolOptions> = {}) {
+    this.dir = join(dataDir, 'spool');
+    this.quarantineDir = join(dataDir, 'quarantine');
+    this.options = { ...SPOOL_DEFAULTS, ...options };
+  }
+
+  partPath(serial: string, clipId: string): string {
+    return join(this.dir, serial, `${clipId}.part`);
+  }
+
+  clipPath(serial: string, clipId: string, container: string): string {
+    return join(this.dir, serial, `${clipId}.${container}`);
+  }
+
+  quarantinePath(serial: string, clipId: string, container: string): string {
+    return join(this.quarantineDir, serial, `${clipId}.${container}`);
+  }
+
+  /** Free bytes on the spool's file system. */
+  async freeBytes(): Promise<number> {
+    await mkdir(this.dir, { recursive: true });
+    const s = await statfs(this.dir);
+    return s.bavail * s.bsize;
+  }
+
+  /** Throws INGEST_SPOOL_FULL when free space is under the threshold. */
+  async checkSpace(needBytes = 0): Promise<void> {
+    const free = await this.freeBytes();
+    if (free - needBytes < this.options.minFreeBytes) {
+      throw new DockError('INGEST_SPOOL_FULL', `the spool at ${this.dir} has ${free} bytes free, under the ${this.options.minFreeBytes} kept in reserve; pulls pause until space returns (free space, or lower spool.minFreeBytes)`, {
+        free,
+        dir: this.dir,
+      });
+    }
+  }
+
+  /**
+   * Opens a pull for writing at the durable `offset`: cuts anything beyond it, and
+   * returns a hash already fed with the bytes before it (read back from disk).
+   */
+  async openPart(serial: string, clipId: string, offset: number): Promise<PartFile> {
+    await mkdir(join(this.dir, serial), { recursive: true });
+    const path = this.partPath(serial, clipId);
+    const fh = await open(path, 'a+').then(async (h) => {
+      await h.close();
+      return open(path, 'r+');
+    });
+    const size = (await fh.stat()).size;
+    if (size < offset) {
+      await fh.close();
+      throw new DockError('INTERNAL', `spool file ${path} has ${size} bytes, fewer than the ${offset} recorded as durable; the spool was changed outside dockside`, { path });
+    }
+    await fh.truncate(offset);
+    const hash = createHash('sha256');
+    const buf = Buffer.allocUnsafe(4 * 1024 * 1024);
+    for (let pos = 0; pos < offset; ) {
+      const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, offset - pos), pos);
+      if (bytesRead === 0) break;
+      hash.update(buf.subarray(0, bytesRead));
+      pos += bytesRead;
+    }
+    return new PartFile(fh, path, offset, hash);
+  }
+
+  /** A finished pull: the .part file, fsynced, takes its final name. */
+  async complete(serial: string, clipId: string, container: string): Promise<string> {
+    const final = this.clipPath(serial, clipId, container);
+    await rename(this.partPath(serial, clipId), final);
+    await fsyncDir(join(this.dir, serial));
+    return final;
+  }
+
+  async quarantine(serial: string, clipId: string, container: string, reason: Record<string, unknown>): Promise<string> {
+    const dir = join(this.quarantineDir, serial);
+    await mkdir(dir, { recursive: true });
+    await writeFileDurable(join(dir, `${clipId}.reason.json`), `${JSON.stringify(reason, null, 2)}\n`);
+    const target = this.quarantinePath(serial, clipId, container);
+    const src = this.clipPath(serial, clipId, container);
+    if (await stat(src).catch(() => undefined)) {
+      await rename(src, target);
+      await fsyncDir(dir);
+      await fsyncDir(join(this.dir, serial));
+    }
+    return target;
+  }
+
+  async remove(serial: string, clipId: string, container: string): Promise<void> {
+    await rm(this.clipPath(serial, clipId, container), { force: true });
+  }
+}
+
+export class PartFile {
+  readonly path: string;
+  readonly hash: Hash;
+  #fh: FileHandle;
+  #written: number;
+  #synced: number;
+
+  constructor(fh: FileHandle, path: string, offset: number, hash: Hash) {
+    this.#fh = fh;
+    this.path = path;
+    this.#written = offset;
+    this.#synced = offset;
+    this.hash = hash;
+  }
+
+  get written(): number {
+    return this.#written;
+  }
+
+  get unsynced(): number {
+    return this.#written - this.#synced;
+  }
+
+  async write(offset: number, data: Buffer): Promise<void> {
+    if (offset !== this.#written) throw new DockError('INTERNAL', `spool write at ${offset}, expected ${this.#written}`, { path: this.path });
+    try {
+      await this.#fh.write(data, 0, data.length, offset);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOSPC' || code === 'EDQUOT') {
+        throw new DockError('INGEST_SPOOL_FULL', `the spool disk filled up while pulling into ${this.path}; the pull pauses at its last durable offset until space returns`, { path: this.path }, { cause: err });
+      }
+      throw err;
+    }
+    this.hash.update(data);
+    this.#written += data.length;
+  }
+
+  /** fdatasync; returns the offset that is now durable. */
+  async sync(): Promise<number> {
+    await this.#fh.datasync();
+    this.#synced = this.#written;
+    return this.#synced;
+  }
+
+  async close(): Promise<void> {
+    await this.#fh.close();
+  }
+}

@@ -1,0 +1,290 @@
+/**
+ * Durable state of the dock (SQLite through better-sqlite3, WAL, synchronous=FULL):
+ * enrolled cameras, every clip and where it is in its custody, and the chain value
+ * last seen from each camera.
+ *
+ *   listed ─► pulling ─► spooled ─► verified ─► uploading ─► stored ─► released
+ *                                 └► quarantined (kept, reported, never released)
+ *
+ * Invariants kept here:
+ * - Each transition is one transaction, checked against the state it leaves (a
+ *   transition from the wrong state throws), so a step can never be done twice or
+ *   skipped, whatever order a crash and a restart run things in.
+ * - A caller commits a transition only after the data it depends on is durable
+ *   (the spool file fsynced, the vault object fsynced and re-read): this store
+ *   records facts, it never makes them true.
+ */
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { DockError } from '../errors.js';
+
+export const CLIP_STATES = ['listed', 'pulling', 'spooled', 'verified', 'quarantined', 'uploading', 'stored', 'released'] as const;
+export type ClipState = (typeof CLIP_STATES)[number];
+
+/** Which state each state may move to. */
+const NEXT: Record<ClipState, readonly ClipState[]> = {
+  listed: ['pulling'],
+  pulling: ['spooled'],
+  spooled: ['verified', 'quarantined'],
+  verified: ['uploading'],
+  quarantined: [],
+  uploading: ['stored'],
+  stored: ['released'],
+  released: [],
+};
+
+export interface ClipRow {
+  serial: string;
+  clipId: string;
+  seq: number;
+  size: number;
+  state: ClipState;
+  offset: number; // bytes durable in the spool (pulling)
+  container: string;
+  trigger: number;
+  startMs: number;
+  manifest: Buffer | null; // exact bytes the camera signed
+  signature: Buffer | null;
+  sha256: string | null; // from the manifest
+  reason: string | null; // why quarantined
+  flags: string | null; // e.g. media check findings on a stored clip
+  receipt: string | null; // the sink's receipt once stored
+  rxSha256: string | null; // SHA-256 of the bytes as they arrived (spooled and after)
+  updatedMs: number;
+}
+
+export interface CameraRow {
+  serial: string;
+  model: string;
+  publicKey: Buffer; // raw Ed25519
+  enrolledMs: number;
+  lastChain: string | null;
+  lastSeq: number;
+  revoked: boolean;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS cameras (
+  serial TEXT PRIMARY KEY,
+  model TEXT NOT NULL,
+  public_key BLOB NOT NULL,
+  enrolled_ms INTEGER NOT NULL,
+  last_chain TEXT,
+  last_seq INTEGER NOT NULL DEFAULT 0,
+  revoked INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS clips (
+  serial TEXT NOT NULL,
+  clip_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  size INTEGER NOT NULL,
+  state TEXT NOT NULL,
+  offset INTEGER NOT NULL DEFAULT 0,
+  container TEXT NOT NULL DEFAULT 'bin',
+  trigger INTEGER NOT NULL DEFAULT 0,
+  start_ms INTEGER NOT NULL DEFAULT 0,
+  manifest BLOB,
+  signature BLOB,
+  sha256 TEXT,
+  reason TEXT,
+  flags TEXT,
+  receipt TEXT,
+  rx_sha256 TEXT,
+  updated_ms INTEGER NOT NULL,
+  PRIMARY KEY (serial, clip_id)
+);
+CREATE INDEX IF NOT EXISTS clips_by_state ON clips (state, serial, seq);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- The ledger lines about each clip, so a sidecar is built without rescanning the ledger.
+CREATE TABLE IF NOT EXISTS clip_events (
+  serial TEXT NOT NULL,
+  clip_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  line TEXT NOT NULL,
+  PRIMARY KEY (serial, clip_id, seq)
+);
+`;
+
+function toClip(r: Record<string, unknown>): ClipRow {
+  return {
+    serial: r['serial'] as string,
+    clipId: r['clip_id'] as string,
+    seq: r['seq'] as number,
+    size: r['size'] as number,
+    state: r['state'] as ClipState,
+    offset: r['offset'] as number,
+    container: r['container'] as string,
+    trigger: r['trigger'] as number,
+    startMs: r['start_ms'] as number,
+    manifest: (r['manifest'] as Buffer | null) ?? null,
+    signature: (r['signature'] as Buffer | null) ?? null,
+    sha256: (r['sha256'] as string | null) ?? null,
+    reason: (r['reason'] as string | null) ?? null,
+    flags: (r['flags'] as string | null) ?? null,
+    receipt: (r['receipt'] as string | null) ?? null,
+    rxSha256: (r['rx_sha256'] as string | null) ?? null,
+    updatedMs: r['updated_ms'] as number,
+  };
+}
+
+function toCamera(r: Record<string, unknown>): CameraRow {
+  return {
+    serial: r['serial'] as string,
+    model: r['model'] as string,
+    publicKey: r['public_key'] as Buffer,
+    enrolledMs: r['enrolled_ms'] as number,
+    lastChain: (r['last_chain'] as string | null) ?? null,
+    lastSeq: r['last_seq'] as number,
+    revoked: (r['revoked'] as number) === 1,
+  };
+}
+
+export class Store {
+  readonly path: string;
+  readonly #db: Database.Database;
+
+  constructor(path: string) {
+    this.path = path;
+    mkdirSync(dirname(path), { recursive: true });
+    try {
+      this.#db = new Database(path);
+      this.#db.pragma('journal_mode = WAL');
+      // FULL: a committed transition survives a power cut, not only a process crash.
+      this.#db.pragma('synchronous = FULL');
+      this.#db.pragma('foreign_keys = ON');
+      this.#db.exec(SCHEMA);
+    } catch (err) {
+      throw new DockError('CONFIG_INVALID', `cannot open the state store ${path}: ${(err as Error).message}. Check the data directory's permissions and free space`, { path }, { cause: err });
+    }
+  }
+
+  close(): Promise<void> {
+    if (this.#db.open) this.#db.close();
+    return Promise.resolve();
+  }
+
+  // cameras
+
+  enroll(serial: string, model: string, publicKey: Buffer, nowMs = Date.now()): void {
+    this.#db
+      .prepare(
+        `INSERT INTO cameras (serial, model, public_key, enrolled_ms) VALUES (?, ?, ?, ?)
+         ON CONFLICT(serial) DO UPDATE SET model = excluded.model, public_key = excluded.public_key, enrolled_ms = excluded.enrolled_ms, revoked = 0`,
+      )
+      .run(serial, model, publicKey, nowMs);
+  }
+
+  revoke(serial: string): boolean {
+    return this.#db.prepare('UPDATE cameras SET revoked = 1 WHERE serial = ?').run(serial).changes > 0;
+  }
+
+  camera(serial: string): CameraRow | undefined {
+    const r = this.#db.prepare('SELECT * FROM cameras WHERE serial = ?').get(serial) as Record<string, unknown> | undefined;
+    return r ? toCamera(r) : undefined;
+  }
+
+  cameras(): CameraRow[] {
+    return (this.#db.prepare('SELECT * FROM cameras ORDER BY serial').all() as Record<string, unknown>[]).map(toCamera);
+  }
+
+  /** Advances the chain value seen from a camera (only forward, by seq). */
+  advanceChain(serial: string, seq: number, chain: string): void {
+    this.#db.prepare('UPDATE cameras SET last_chain = ?, last_seq = ? WHERE serial = ? AND last_seq < ?').run(chain, seq, serial, seq);
+  }
+
+  // clips
+
+  /** Records a clip the camera listed; returns false if it was known already. */
+  addListed(c: Pick<ClipRow, 'serial' | 'clipId' | 'seq' | 'size' | 'trigger' | 'startMs'>, nowMs = Date.now()): boolean {
+    const r = this.#db
+      .prepare(`INSERT OR IGNORE INTO clips (serial, clip_id, seq, size, state, trigger, start_ms, updated_ms) VALUES (?, ?, ?, ?, 'listed', ?, ?, ?)`)
+      .run(c.serial, c.clipId, c.seq, c.size, c.trigger, c.startMs, nowMs);
+    return r.changes > 0;
+  }
+
+  clip(serial: string, clipId: string): ClipRow | undefined {
+    const r = this.#db.prepare('SELECT * FROM clips WHERE serial = ? AND clip_id = ?').get(serial, clipId) as Record<string, unknown> | undefined;
+    return r ? toClip(r) : undefined;
+  }
+
+  clips(filter: { serial?: string; state?: ClipState | ClipState[] } = {}): ClipRow[] {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    if (filter.serial) {
+      where.push('serial = ?');
+      args.push(filter.serial);
+    }
+    if (filter.state) {
+      const states = Array.isArray(filter.state) ? filter.state : [filter.state];
+      where.push(`state IN (${states.map(() => '?').join(',')})`);
+      args.push(...states);
+    }
+    const sql = `SELECT * FROM clips ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY serial, seq`;
+    return (this.#db.prepare(sql).all(...args) as Record<string, unknown>[]).map(toClip);
+  }
+
+  countByState(): Record<ClipState, number> {
+    const out = Object.fromEntries(CLIP_STATES.map((s) => [s, 0])) as Record<ClipState, number>;
+    for (const r of this.#db.prepare('SELECT state, COUNT(*) n FROM clips GROUP BY state').all() as { state: ClipState; n: number }[]) out[r.state] = r.n;
+    return out;
+  }
+
+  /** Saves the manifest the camera sent (before the pull; it is what everything is checked against). */
+  setManifest(serial: string, clipId: string, manifest: Buffer, signature: Buffer, sha256: string | null, container: string): void {
+    this.#db.prepare('UPDATE clips SET manifest = ?, signature = ?, sha256 = ?, container = ? WHERE serial = ? AND clip_id = ?').run(manifest, signature, sha256, container, serial, clipId);
+  }
+
+  /** Records how many bytes of a pull are durable in the spool (after its fsync). */
+  setOffset(serial: string, clipId: string, offset: number, nowMs = Date.now()): void {
+    const r = this.#db.prepare(`UPDATE clips SET offset = ?, updated_ms = ? WHERE serial = ? AND clip_id = ? AND state = 'pulling'`).run(offset, nowMs, serial, clipId);
+    if (r.changes !== 1) throw new DockError('INTERNAL', `offset for ${serial}/${clipId} recorded while it is not being pulled`, { serial, clipId });
+  }
+
+  /** One state transition, checked; `patch` sets reason / flags / receipt / offset with it. */
+  transition(serial: string, clipId: string, to: ClipState, patch: Partial<Pick<ClipRow, 'reason' | 'flags' | 'receipt' | 'offset' | 'rxSha256'>> = {}, nowMs = Date.now()): ClipRow {
+    const run = this.#db.transaction((): ClipRow => {
+      const cur = this.clip(serial, clipId);
+      if (!cur) throw new DockError('INTERNAL', `no clip ${serial}/${clipId} in the state store`, { serial, clipId });
+      if (!NEXT[cur.state].includes(to)) {
+        throw new DockError('INTERNAL', `clip ${serial}/${clipId} cannot go from ${cur.state} to ${to}`, { serial, clipId, from: cur.state, to });
+      }
+      this.#db
+        .prepare(
+          `UPDATE clips SET state = ?, updated_ms = ?,
+             reason = COALESCE(?, reason), flags = COALESCE(?, flags), receipt = COALESCE(?, receipt), offset = COALESCE(?, offset),
+             rx_sha256 = COALESCE(?, rx_sha256)
+           WHERE serial = ? AND clip_id = ?`,
+        )
+        .run(to, nowMs, patch.reason ?? null, patch.flags ?? null, patch.receipt ?? null, patch.offset ?? null, patch.rxSha256 ?? null, serial, clipId);
+      return { ...cur, state: to, updatedMs: nowMs, ...stripNulls(patch) };
+    });
+    return run.immediate();
+  }
+
+  /** Indexes one ledger line under its clip (the ledger file stays the record). */
+  addEvent(serial: string, clipId: string, seq: number, line: string): void {
+    this.#db.prepare('INSERT OR IGNORE INTO clip_events (serial, clip_id, seq, line) VALUES (?, ?, ?, ?)').run(serial, clipId, seq, line);
+  }
+
+  events(serial: string, clipId: string): string[] {
+    return (this.#db.prepare('SELECT line FROM clip_events WHERE serial = ? AND clip_id = ? ORDER BY seq').all(serial, clipId) as { line: string }[]).map((r) => r.line);
+  }
+
+  /** Runs `fn` in one transaction: several facts recorded together or not at all. */
+  atomically<T>(fn: () => T): T {
+    return this.#db.transaction(fn).immediate();
+  }
+
+  getMeta(key: string): string | undefined {
+    return (this.#db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined)?.value;
+  }
+
+  setMeta(key: string, value: string): void {
+    this.#db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
+  }
+}
+
+function stripNulls<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined && v !== null)) as Partial<T>;
+}

@@ -1,0 +1,90 @@
+/**
+ * The local vault (`dir:PATH`, the default sink): PATH/<serial>/<clipId>.<ext> and
+ * PATH/<serial>/<clipId>.json beside it.
+ *
+ *   copy to .<name>.tmp ─► fsync ─► rename ─► fsync dir ─► re-read and hash = receipt
+ *
+ * An object already in place whose bytes hash right is taken as stored (a crash
+ * between the copy and the state commit); one that hashes wrong is replaced, never
+ * trusted.
+ */
+import { constants } from 'node:fs';
+import { copyFile, mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { DockError, toDockError } from '../../errors.js';
+import type { HashPool } from '../../verify/HashPool.js';
+import type { Receipt, Sink, StoreObject } from './Sink.js';
+import { fsyncDir, writeFileDurable } from '../../durableFs.js';
+
+export class DirSink implements Sink {
+  readonly name: string;
+  readonly root: string;
+  readonly #hashes: HashPool;
+
+  constructor(root: string, hashes: HashPool) {
+    this.root = root;
+    this.name = `dir:${root}`;
+    this.#hashes = hashes;
+  }
+
+  location(serial: string, clipId: string, container: string): string {
+    return this.objectPath(serial, clipId, container);
+  }
+
+  objectPath(serial: string, clipId: string, container: string): string {
+    return join(this.root, serial, `${clipId}.${container}`);
+  }
+
+  async put(obj: StoreObject): Promise<Receipt> {
+    const dir = join(this.root, obj.serial);
+    const target = this.objectPath(obj.serial, obj.clipId, obj.container);
+    try {
+      await mkdir(dir, { recursive: true });
+      const existing = await stat(target).catch(() => undefined);
+      if (existing) {
+        const { sha256, bytes } = await this.#hashes.hash(target);
+        if (sha256 === obj.sha256) return this.#receipt(target, sha256, bytes, true);
+        await rm(target); // not the evidence: replace it from the verified spool copy
+      }
+      const tmp = join(dir, `.${obj.clipId}.${obj.container}.tmp`);
+      await copyFile(obj.sourcePath, tmp, constants.COPYFILE_FICLONE);
+      const fh = await open(tmp, 'r+');
+      try {
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await rename(tmp, target);
+      await fsyncDir(dir);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOSPC' || code === 'EDQUOT') throw new DockError('SINK_FULL', `the vault ${this.root} is full; free space or add storage. Nothing is lost: the clip stays spooled and on the camera`, { root: this.root }, { cause: err });
+      throw toDockError(err, 'SINK_WRITE', `cannot store ${obj.serial}/${obj.clipId} in ${this.root}`, { root: this.root });
+    }
+    const { sha256, bytes } = await this.#hashes.hash(target);
+    if (sha256 !== obj.sha256 || bytes !== obj.size) {
+      await rm(target, { force: true });
+      throw new DockError('SINK_MISMATCH', `the vault copy of ${obj.serial}/${obj.clipId} reads back as ${sha256} (${bytes} bytes), not ${obj.sha256} (${obj.size}); it was removed and the clip is kept. Check the vault's disk`, {
+        serial: obj.serial,
+        clipId: obj.clipId,
+      });
+    }
+    return this.#receipt(target, sha256, bytes, false);
+  }
+
+  async putSidecar(serial: string, clipId: string, sidecar: Buffer): Promise<void> {
+    const dir = join(this.root, serial);
+    await mkdir(dir, { recursive: true });
+    try {
+      await writeFileDurable(join(dir, `${clipId}.json`), sidecar);
+    } catch (err) {
+      throw toDockError(err, 'SINK_WRITE', `cannot write the sidecar of ${serial}/${clipId} in ${this.root}`, { root: this.root });
+    }
+  }
+
+  async close(): Promise<void> {}
+
+  #receipt(location: string, sha256: string, bytes: number, existed: boolean): Receipt {
+    return { location, sha256, bytes, existed, receipt: `dir:sha256:${sha256}` };
+  }
+}
