@@ -7,6 +7,7 @@ import { register as registerSim } from './sim.js';
 import { register as registerDevices } from './devices.js';
 import { register as registerDiag } from './diag.js';
 import { register as registerRun } from './run.js';
+import { register as registerCustody } from './custody.js';
 import { EXIT, reportError } from './output.js';
 import { DockError } from '../errors.js';
 
@@ -22,6 +23,7 @@ export function buildProgram(): Command {
   registerSim(program);
   registerDevices(program);
   registerDiag(program);
+  registerCustody(program);
   return program;
 }
 

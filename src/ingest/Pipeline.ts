@@ -12,7 +12,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { DockKey } from '../custody/dockKey.js';
-import type { Ledger } from '../custody/Ledger.js';
+import type { Details, Ledger } from '../custody/Ledger.js';
 import { parseManifest, verifyManifestSignature } from '../custody/manifest.js';
 import { buildSidecar } from '../custody/sidecar.js';
 import { DockError, toDockError } from '../errors.js';
@@ -151,7 +151,8 @@ export class Pipeline extends EventEmitter<PipelineEvents> {
     if (!verdict.ok) {
       const reason = `${verdict.check}: ${verdict.reason}`;
       await spool.quarantine(c.serial, c.clipId, container, { serial: c.serial, clipId: c.clipId, check: verdict.check, reason: verdict.reason, diskSha256: disk.sha256, timeMs: Date.now() });
-      ledger.append('quarantined', { ...where, details: { check: verdict.check, reason: verdict.reason, diskSha256: disk.sha256 } });
+      const link: Details = verdict.manifest ? { seq: verdict.manifest.seq, prevChain: verdict.manifest.prevChain, chain: verdict.manifest.chain } : {};
+      ledger.append('quarantined', { ...where, details: { check: verdict.check, reason: verdict.reason, diskSha256: disk.sha256, ...link } });
       store.atomically(() => {
         // An authentic manifest (signature good, only the bytes rotted) still moves the chain on.
         const m = verdict.manifest;
@@ -172,7 +173,7 @@ export class Pipeline extends EventEmitter<PipelineEvents> {
       ledger.append('media_flagged', { ...where, details: { detail: media.detail } });
       log.warn({ ...where, detail: media.detail }, 'clip fails the media check; stored as recorded and flagged');
     }
-    ledger.append('verified', { ...where, details: { sha256: m.sha256, size: m.size, signature: 'ok', chain: verdict.chainGap ? 'gap' : 'continues', media: media.detail } });
+    ledger.append('verified', { ...where, details: { sha256: m.sha256, size: m.size, signature: 'ok', seq: m.seq, prevChain: m.prevChain, chain: m.chain, chainLink: verdict.chainGap ? 'gap' : 'continues', media: media.detail } });
     store.atomically(() => {
       store.advanceChain(c.serial, m.seq, m.chain);
       store.transition(c.serial, c.clipId, 'verified', media.ok ? {} : { flags: `media: ${media.detail}` });

@@ -1,0 +1,169 @@
+// The daemon end to end, in-process, against simulated cameras: what the issue's
+// "done means" asks, checked from both sides (the dock's vault and ledger, and the
+// camera's own flash and log).
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Daemon, type DaemonOptions } from '../src/ingest/Daemon.js';
+import { verifyCustody } from '../src/custody/verifyCustody.js';
+import { parseFaults } from '../src/sim/faults.js';
+import { Flash } from '../src/sim/Flash.js';
+import type { Sidecar } from '../src/custody/sidecar.js';
+import type { LedgerEntry } from '../src/custody/Ledger.js';
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+async function runToIdle(sim: Partial<NonNullable<DaemonOptions['sim']>> & { faults?: string }, extra: Partial<DaemonOptions> = {}) {
+  const dataDir = mkdtempSync(join(tmpdir(), 'dockside-ingest-'));
+  dirs.push(dataDir);
+  const daemon = await Daemon.open({
+    dataDir,
+    hashThreads: 2,
+    spool: { minFreeBytes: 1024 * 1024 },
+    session: { timeoutMs: 200, retries: 8 },
+    sim: { cameras: 3, clips: 4, seed: 7, link: 'loopback', record: { mode: 'synthetic', syntheticBytes: 400_000 }, ...sim, faults: parseFaults(sim.faults) },
+    ...extra,
+  });
+  await daemon.start();
+  const summary = await daemon.whenIdle();
+  await daemon.close();
+  return { dataDir, summary };
+}
+
+function sha256(path: string): string {
+  return createHash('sha256').update(readFileSync(path)).digest('hex');
+}
+
+function ledger(dataDir: string): LedgerEntry[] {
+  return readFileSync(join(dataDir, 'ledger.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as LedgerEntry);
+}
+
+function cameras(dataDir: string): Flash[] {
+  return readdirSync(join(dataDir, 'sim')).filter((d) => d.startsWith('BC4-')).map((d) => Flash.open(join(dataDir, 'sim', d)));
+}
+
+/** The camera's log proves the order: every RELEASE it obeyed came after the dock stored that clip. */
+function expectReleasesAfterStore(dataDir: string): void {
+  const stored = new Map(ledger(dataDir).filter((e) => e.event === 'stored').map((e) => [`${e.serial}/${e.clipId}`, e]));
+  for (const flash of cameras(dataDir)) {
+    const log = readFileSync(join(flash.dir, 'log.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { timeMs: number; message: string });
+    for (const rec of log.filter((r) => r.message.startsWith('RELEASE ') && !r.message.startsWith('RELEASE refused'))) {
+      const [, clipId, shaField] = rec.message.split(' ');
+      const s = stored.get(`${flash.identity.serial}/${clipId}`);
+      expect(s, `camera released ${clipId} with no stored event`).toBeDefined();
+      expect(s!.timeMs).toBeLessThanOrEqual(rec.timeMs);
+      expect(shaField).toBe(`sha256=${String(s!.details['sha256'])}`);
+    }
+  }
+}
+
+describe('dockside run (in-process)', () => {
+  it('stores and releases every clip; every vault file hashes to its sidecar; custody verifies', async () => {
+    const { dataDir, summary } = await runToIdle({});
+    expect(summary).toMatchObject({ cameras: 3, clips: 12, stored: 12, released: 12, quarantined: 0, bytes: 12 * 400_000 });
+    let files = 0;
+    for (const serial of readdirSync(join(dataDir, 'vault'))) {
+      for (const f of readdirSync(join(dataDir, 'vault', serial)).filter((n) => n.endsWith('.json'))) {
+        const sc = JSON.parse(readFileSync(join(dataDir, 'vault', serial, f), 'utf8')) as Sidecar;
+        expect(sha256(join(dataDir, 'vault', serial, sc.clip.file))).toBe(sc.manifest.sha256);
+        expect(sc.custody.map((e) => e.event)).toEqual(expect.arrayContaining(['listed', 'pulled', 'verified', 'stored', 'released']));
+        files++;
+      }
+    }
+    expect(files).toBe(12);
+    for (const flash of cameras(dataDir)) {
+      expect(flash.clips()).toHaveLength(0);
+      expect(flash.releaseMarks()).toHaveLength(4);
+    }
+    expectReleasesAfterStore(dataDir);
+    const report = await verifyCustody(dataDir);
+    expect(report.ok).toBe(true);
+    expect(report.objects.checked).toBe(12);
+    expect(report.released).toBe(12);
+    // Nothing is left in the spool once released.
+    expect(readdirSync(join(dataDir, 'spool')).flatMap((s) => readdirSync(join(dataDir, 'spool', s)))).toEqual([]);
+  });
+
+  it('quarantines corrupt and tampered clips, never releases them (the camera still holds them), stores the rest', async () => {
+    const { dataDir, summary } = await runToIdle({ faults: 'corrupt=1,tamper=1' });
+    expect(summary).toMatchObject({ clips: 12, quarantined: 6, stored: 6, released: 6 });
+    for (const flash of cameras(dataDir)) {
+      const planted = [...flash.identity.planted.corrupt, ...flash.identity.planted.tamper];
+      expect(planted).toHaveLength(2);
+      for (const id of planted) {
+        expect(flash.clip(id), `${id} must stay on the camera`).toBeDefined();
+        expect(flash.releaseMark(id)).toBeUndefined();
+        const serial = flash.identity.serial;
+        expect(existsSync(join(dataDir, 'quarantine', serial, `${id}.bin`))).toBe(true);
+        expect(JSON.parse(readFileSync(join(dataDir, 'quarantine', serial, `${id}.reason.json`), 'utf8')).check).toBe(flash.identity.planted.corrupt.includes(id) ? 'hash' : 'signature');
+        expect(existsSync(join(dataDir, 'vault', serial, `${id}.bin`))).toBe(false);
+      }
+      expect(flash.releaseMarks()).toHaveLength(2);
+    }
+    expectReleasesAfterStore(dataDir);
+    const report = await verifyCustody(dataDir);
+    expect(report.ok).toBe(true);
+    expect(report.quarantined).toHaveLength(6);
+  });
+
+  it('gets every clip through bit errors, lost frames, stalls and unplugs', async () => {
+    const { dataDir, summary } = await runToIdle({ faults: 'ber=1e-5,drop=0.01,stall=0.02,unplug=0.3' });
+    expect(summary).toMatchObject({ clips: 12, stored: 12, released: 12 });
+    expect(ledger(dataDir).some((e) => e.event === 'undocked' || e.event === 'pulled' && Number(e.details['resumedFrom']) > 0)).toBe(true);
+    expect((await verifyCustody(dataDir)).ok).toBe(true);
+  });
+
+  it('records a gap in a camera chain loudly and still ingests the clips that are there', async () => {
+    const { dataDir, summary } = await runToIdle({ faults: 'gap=1', cameras: 1, clips: 5, seed: 3 });
+    expect(summary).toMatchObject({ clips: 4, stored: 4, released: 4 });
+    const gap = cameras(dataDir)[0]!.identity.planted.gap[0]!;
+    const events = ledger(dataDir).filter((e) => e.event === 'chain_gap');
+    const seqOfGap = Number(/-(\d+)$/.exec(gap)![1]);
+    if (seqOfGap < 5) expect(events).toHaveLength(1);
+    const report = await verifyCustody(dataDir);
+    expect(report.ok).toBe(true);
+    expect(report.chain.gaps.length).toBe(events.length);
+  });
+
+  it('refuses a camera whose key is not the enrolled one: nothing of it is stored', async () => {
+    const { dataDir, summary } = await runToIdle({ faults: 'rogue', cameras: 2 });
+    expect(summary).toMatchObject({ cameras: 2, clips: 0, stored: 0 });
+    const refused = ledger(dataDir).filter((e) => e.event === 'refused');
+    expect(refused).toHaveLength(2);
+    expect(String(refused[0]!.details['code'])).toBe('PROTO_AUTH');
+    expect(existsSync(join(dataDir, 'vault'))).toBe(false);
+  });
+
+  it('resumes on restart: a second run over the same data dir finds everything done and duplicates nothing', async () => {
+    const { dataDir } = await runToIdle({ cameras: 2, clips: 2 });
+    const before = ledger(dataDir).filter((e) => e.event === 'stored').length;
+    const again = await Daemon.open({ dataDir, hashThreads: 1, spool: { minFreeBytes: 1024 * 1024 }, sim: { cameras: 2, clips: 2, seed: 7, link: 'loopback', record: { mode: 'synthetic', syntheticBytes: 400_000 }, faults: parseFaults('') } });
+    await again.start();
+    const summary = await again.whenIdle();
+    await again.close();
+    expect(summary).toMatchObject({ clips: 4, stored: 4, released: 4 });
+    expect(ledger(dataDir).filter((e) => e.event === 'stored').length).toBe(before);
+    expect((await verifyCustody(dataDir)).ok).toBe(true);
+  });
+
+  it('does not reach idle when the sink cannot be written: it reports why, and nothing is released', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'dockside-ingest-'));
+    dirs.push(dataDir);
+    const daemon = await Daemon.open({
+      dataDir,
+      sink: 'dir:/dev/null/vault',
+      spool: { minFreeBytes: 1024 * 1024 },
+      sim: { cameras: 1, clips: 1, seed: 7, link: 'loopback', record: { mode: 'synthetic', syntheticBytes: 10_000 }, faults: parseFaults('') },
+    });
+    await daemon.start();
+    await expect(daemon.whenIdle()).rejects.toMatchObject({ code: 'SINK_WRITE', message: expect.stringContaining('cannot reach idle') });
+    expect(daemon.summary()).toMatchObject({ stored: 0, released: 0 });
+    await daemon.close();
+    expect(cameras(dataDir)[0]!.clips()).toHaveLength(1);
+  });
+});
