@@ -8,6 +8,7 @@ import { register as registerDevices } from './devices.js';
 import { register as registerDiag } from './diag.js';
 import { register as registerRun } from './run.js';
 import { register as registerCustody } from './custody.js';
+import { register as registerEnroll } from './enroll.js';
 import { EXIT, reportError } from './output.js';
 import { DockError } from '../errors.js';
 
@@ -23,6 +24,7 @@ export function buildProgram(): Command {
   registerSim(program);
   registerDevices(program);
   registerDiag(program);
+  registerEnroll(program);
   registerCustody(program);
   return program;
 }

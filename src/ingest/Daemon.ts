@@ -10,16 +10,15 @@
  * spooled / verified / uploading clips go straight to the pipeline; pulls resume at
  * their durable offsets when their camera docks; stored clips are released then.
  */
-import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createHash } from 'node:crypto';
-import { loadOrCreateDockKey, type DockKey } from '../custody/dockKey.js';
-import { Ledger } from '../custody/Ledger.js';
+import type { DockKey } from '../custody/dockKey.js';
+import type { Ledger } from '../custody/Ledger.js';
 import { DockError } from '../errors.js';
 import { Discovery, type Candidate } from '../hal/discovery.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { SessionOptions } from '../protocol/Session.js';
-import { Store } from '../queue/Store.js';
+import type { Store } from '../queue/Store.js';
 import { DirSink } from '../queue/sinks/DirSink.js';
 import type { Sink } from '../queue/sinks/Sink.js';
 import { NO_FAULTS, type Faults } from '../sim/faults.js';
@@ -27,7 +26,7 @@ import type { RecordOptions } from '../sim/recorder.js';
 import { SimFleet, type DockedCamera, type SimLinkKind } from '../sim/SimFleet.js';
 import { HashPool } from '../verify/HashPool.js';
 import { Bay } from './Bay.js';
-import { DataDirLock } from './dataDirLock.js';
+import { openDataDir, type DataDir } from './dataDir.js';
 import { Pipeline } from './Pipeline.js';
 import { Spool, type SpoolOptions } from './Spool.js';
 
@@ -56,6 +55,7 @@ export interface DaemonOptions {
 }
 
 export const DAEMON_DEFAULTS = { bays: 8 } as const;
+const HEARTBEAT_MS = 30_000;
 
 export interface Summary {
   cameras: number;
@@ -81,7 +81,7 @@ export class Daemon {
   readonly sink: Sink;
   readonly pipeline: Pipeline;
   readonly #hashes: HashPool;
-  readonly #lock: DataDirLock;
+  readonly #dir: DataDir;
   readonly #opts: DaemonOptions;
   readonly #log: Logger;
   readonly #bays = new Map<string, Bay>(); // by candidate path
@@ -91,20 +91,17 @@ export class Daemon {
   readonly #idleWaiters: { resolve: (s: Summary) => void; reject: (e: Error) => void }[] = [];
   #fleet: SimFleet | undefined;
   #discovery: Discovery | undefined;
+  #heartbeat: NodeJS.Timeout | undefined;
   #closed = false;
 
   private constructor(opts: DaemonOptions) {
     this.#opts = opts;
     this.#log = opts.log ?? silentLogger();
-    this.dataDir = resolve(opts.dataDir);
-    mkdirSync(this.dataDir, { recursive: true, mode: 0o750 });
-    this.#lock = DataDirLock.acquire(this.dataDir, 'dockside run');
-    this.store = new Store(join(this.dataDir, 'state.db'));
-    this.dockKey = loadOrCreateDockKey(this.dataDir);
-    this.ledger = Ledger.open(join(this.dataDir, 'ledger.jsonl'), this.dockKey.privateKey);
-    this.ledger.onAppend = (e, line) => {
-      if (e.serial && e.clipId) this.store.addEvent(e.serial, e.clipId, e.seq, line);
-    };
+    this.#dir = openDataDir(opts.dataDir, 'dockside run');
+    this.dataDir = this.#dir.path;
+    this.store = this.#dir.store;
+    this.dockKey = this.#dir.dockKey;
+    this.ledger = this.#dir.ledger;
     this.spool = new Spool(this.dataDir, opts.spool);
     this.#hashes = new HashPool({ threads: opts.hashThreads });
     const sink = parseSink(opts.sink ?? `dir:${join(this.dataDir, 'vault')}`);
@@ -127,6 +124,9 @@ export class Daemon {
 
   async start(): Promise<void> {
     this.pipeline.kick(); // what a previous run left spooled, verified or uploading
+    // The heartbeat keeps the daemon alive when nothing else would (a loopback fleet
+    // holds no handles) and retries anything left waiting.
+    this.#heartbeat = setInterval(() => this.pipeline.kick(), HEARTBEAT_MS);
     if (this.#opts.sim) await this.#startSim(this.#opts.sim);
     if (!this.#opts.sim || this.#opts.sim.link === 'pty') {
       const discovery = new Discovery({ portsDir: this.#opts.sim ? this.#fleet!.portsDir : this.#opts.portsDir, usb: this.#opts.sim ? false : this.#opts.usb, log: this.#log.child({ part: 'discovery' }) });
@@ -164,14 +164,13 @@ export class Daemon {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    clearInterval(this.#heartbeat);
     await this.#discovery?.close();
     for (const bay of this.#bays.values()) await bay.close();
     await this.pipeline.close();
     await this.#fleet?.close();
     await this.#hashes.close();
-    await this.ledger.close();
-    await this.store.close();
-    this.#lock.release();
+    await this.#dir.close();
   }
 
   async #startSim(sim: SimOptions): Promise<void> {
@@ -268,7 +267,6 @@ export class Daemon {
       const settled = new Set(bays.filter((b) => b.serial).map((b) => b.serial));
       if (this.#fleet.cameras.some((c) => !settled.has(c.serial))) return;
     }
-    if (bays.length === 0 && !this.#fleet) return;
     const summary = this.summary();
     for (const w of this.#idleWaiters.splice(0)) w.resolve(summary);
   }
