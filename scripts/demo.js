@@ -6,7 +6,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 
-const bin = new URL('../bin/dockside.js', import.meta.url).pathname;
+const bin = new URL('../bin/dockside.cjs', import.meta.url).pathname;
 const dir = process.env.DOCKSIDE_DEMO_DIR ?? './var/demo';
 const cameras = Number(process.env.DOCKSIDE_DEMO_CAMERAS ?? 2);
 mkdirSync(dir, { recursive: true });

@@ -3,7 +3,8 @@
  * rename it into place, fsync the directory (without the last step the rename itself
  * may be lost).
  */
-import { open, rename } from 'node:fs/promises';
+import { closeSync, fsyncSync, openSync } from 'node:fs';
+import { mkdir, open, rename } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 export async function fsyncDir(dir: string): Promise<void> {
@@ -12,6 +13,28 @@ export async function fsyncDir(dir: string): Promise<void> {
     await fh.sync();
   } finally {
     await fh.close();
+  }
+}
+
+/**
+ * mkdir -p that survives a power cut: every directory it creates is fsynced into its
+ * parent (a new directory entry is only durable once its parent directory is).
+ */
+export async function mkdirDurable(path: string): Promise<void> {
+  const first = await mkdir(path, { recursive: true }); // the first directory it had to create
+  if (first === undefined) return;
+  for (let dir = path; ; dir = dirname(dir)) {
+    await fsyncDir(dirname(dir));
+    if (dir === first || dirname(dir) === dir) return;
+  }
+}
+
+export function fsyncDirSync(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
   }
 }
 

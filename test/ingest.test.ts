@@ -18,7 +18,7 @@ afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-async function runToIdle(sim: Partial<NonNullable<DaemonOptions['sim']>> & { faults?: string }, extra: Partial<DaemonOptions> = {}) {
+async function runToIdle(sim: Partial<Omit<NonNullable<DaemonOptions['sim']>, 'faults'>> & { faults?: string }, extra: Partial<DaemonOptions> = {}) {
   const dataDir = mkdtempSync(join(tmpdir(), 'dockside-ingest-'));
   dirs.push(dataDir);
   const daemon = await Daemon.open({

@@ -5,7 +5,7 @@ import { verifyCustody, type CustodyReport } from '../custody/verifyCustody.js';
 import { EXIT, formatBytes, printJson } from './output.js';
 
 function render(r: CustodyReport): string {
-  const out: string[] = [];
+  const out: string[] = [`Dock key    ed25519 sha256:${r.dockFingerprint}`];
   out.push(`Ledger      ${r.ledger.entries} entries, ${r.ledger.problems.length === 0 ? 'hash chain and every dock signature verify' : `${r.ledger.problems.length} PROBLEMS`}`);
   for (const p of r.ledger.problems) out.push(`  ! line ${p.line}${p.seq !== null ? ` (seq ${p.seq})` : ''}: ${p.problem}`);
   out.push(`Objects     ${r.objects.checked} clips in the vault (${formatBytes(r.objects.bytes)}), ${r.objects.problems.length === 0 ? 'every hash, device signature and custody record holds' : `${r.objects.problems.length} PROBLEMS`}`);

@@ -55,8 +55,9 @@ export function register(program: Command): void {
           return;
         }
         if (o.revoke) {
-          if (!dir.store.revoke(o.revoke)) throw new DockError('HAL_NOT_FOUND', `no enrolled camera ${o.revoke}; see \`dockside enroll --list\``);
+          if (!dir.store.camera(o.revoke)) throw new DockError('HAL_NOT_FOUND', `no enrolled camera ${o.revoke}; see \`dockside enroll --list\``);
           dir.ledger.append('revoked', { serial: o.revoke, details: { by: 'technician' } });
+          dir.store.revoke(o.revoke);
           if (o.json) printJson({ revoked: o.revoke });
           else process.stdout.write(`Revoked ${o.revoke}: the daemon refuses it from now on.\n`);
           return;
@@ -75,8 +76,8 @@ export function register(program: Command): void {
           process.exitCode = EXIT.CHECK_FAILED;
           return;
         }
-        dir.store.enroll(serial, model, key);
         dir.ledger.append('enrolled', { serial, details: { fingerprint: fp, by: 'technician', path: candidate.path, replaced: existing ? fingerprint(existing.publicKey) : null } });
+        dir.store.enroll(serial, model, key);
         if (o.json) printJson({ enrolled: serial, model, fingerprint: fp });
         else process.stdout.write(`Enrolled ${serial}.\n`);
       } finally {

@@ -15,7 +15,9 @@
  */
 import { createHash, sign, verify, type KeyObject } from 'node:crypto';
 import { closeSync, existsSync, fdatasyncSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { canonicalJson, type CanonicalValue } from './canonicalJson.js';
+import { fsyncDirSync } from '../durableFs.js';
 
 export const LEDGER_GENESIS = '0'.repeat(64);
 
@@ -58,7 +60,7 @@ export interface LedgerEntry {
 function ascii(v: CanonicalValue): CanonicalValue {
   if (typeof v === 'string') return v.replace(/[^\x20-\x7e]/g, '?');
   if (Array.isArray(v)) return v.map(ascii);
-  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, ascii(x)]));
+  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k.replace(/[^\x20-\x7e]/g, '?'), ascii(x)]));
   return v;
 }
 
@@ -105,7 +107,9 @@ export class Ledger {
         closeSync(fd);
       }
     }
+    const created = !existsSync(path);
     const fd = openSync(path, 'a', 0o644);
+    if (created) fsyncDirSync(dirname(path)); // the new ledger's directory entry
     const ledger = new Ledger(path, dockKey, fd, seq, prev);
     if (repairedBytes > 0) ledger.append('ledger_repaired', { details: { tornBytes: repairedBytes, reason: 'an unfinished last line (power cut mid-write) was cut off' } });
     return ledger;
@@ -180,13 +184,26 @@ export function verifyLedgerFile(path: string, dockPublicKey: KeyObject): Ledger
       prev = lineHash(line);
       return;
     }
+    if (e === null || typeof e !== 'object' || Array.isArray(e)) {
+      problems.push({ line: n, seq: null, problem: 'not a ledger entry (not a JSON object)' });
+      prev = lineHash(line);
+      return;
+    }
     const { sig, ...body } = e;
-    if (canonicalJson(e) !== line) problems.push({ line: n, seq: e.seq, problem: 'not in canonical form' });
+    const canonical = (v: unknown): string | undefined => {
+      try {
+        return canonicalJson(v);
+      } catch {
+        return undefined; // floats, non-ASCII: no canonical form, so no valid signature either
+      }
+    };
+    if (canonical(e) !== line) problems.push({ line: n, seq: typeof e.seq === 'number' ? e.seq : null, problem: 'not in canonical form' });
     if (e.seq !== expectSeq) problems.push({ line: n, seq: e.seq, problem: `sequence ${e.seq} where ${expectSeq} was expected (a line removed or reordered)` });
     if (e.prev !== prev) problems.push({ line: n, seq: e.seq, problem: `prev ${String(e.prev).slice(0, 12)}… does not match the hash of line ${n - 1} (${prev.slice(0, 12)}…): the line before was changed, removed or reordered` });
     let sigOk: boolean;
     try {
-      sigOk = verify(null, Buffer.from(canonicalJson(body)), dockPublicKey, Buffer.from(String(sig), 'base64'));
+      const signed = canonical(body);
+      sigOk = signed !== undefined && verify(null, Buffer.from(signed), dockPublicKey, Buffer.from(String(sig), 'base64'));
     } catch {
       sigOk = false; // not even a well-formed signature
     }

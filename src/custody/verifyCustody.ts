@@ -36,6 +36,7 @@ export interface CustodyReport {
   chain: { gaps: ClipProblem[]; problems: ClipProblem[] };
   quarantined: { serial: string; clipId: string; reason: string }[];
   released: number;
+  dockFingerprint: string;
 }
 
 async function sha256File(path: string): Promise<{ sha256: string; bytes: number }> {
@@ -61,7 +62,15 @@ export async function verifyCustody(dataDir: string): Promise<CustodyReport> {
     if (e.event === 'enrolled' && e.serial) enrolled.set(e.serial, new Set([...(enrolled.get(e.serial) ?? []), String(e.details['fingerprint'])]));
     if (e.event === 'ledger_opened' && typeof e.details['sink'] === 'string' && e.details['sink'].startsWith('dir:')) vaults.add(e.details['sink'].slice(4));
   }
-  if (vaults.size === 0) vaults.add(join(dataDir, 'vault'));
+  // A data dir copied elsewhere (an evidence hand-over) still names the original path.
+  const own = join(dataDir, 'vault');
+  for (const v of [...vaults]) {
+    if (!existsSync(v) && v.endsWith('/vault') && existsSync(own)) {
+      vaults.delete(v);
+      vaults.add(own);
+    }
+  }
+  if (vaults.size === 0) vaults.add(own);
   const lineBySeq = new Map<number, string>(ledger.entries.map((e) => [e.seq, canonicalJson(e)]));
 
   const objects: ClipProblem[] = [];
@@ -134,14 +143,14 @@ export async function verifyCustody(dataDir: string): Promise<CustodyReport> {
   }
 
   const quarantined: CustodyReport['quarantined'] = [];
-  let releasedCount = 0;
+  const releasedClips = new Set<string>();
   const missing: ClipProblem[] = [];
   const gapsRecorded = new Set<string>();
   for (const [k, events] of byClip) {
     const [serial, clipId] = k.split('/') as [string, string];
     for (const e of events) {
       if (e.event === 'chain_gap') gapsRecorded.add(k);
-      if (e.event === 'released') releasedCount++;
+      if (e.event === 'released') releasedClips.add(k);
       if (e.event === 'quarantined') quarantined.push({ serial, clipId, reason: `${String(e.details['check'])}: ${String(e.details['reason'])}` });
       if ((e.event === 'quarantined' || e.event === 'verified') && typeof e.details['chain'] === 'string' && typeof e.details['seq'] === 'number' && typeof e.details['prevChain'] === 'string') {
         addLink(serial, { seq: e.details['seq'], prevChain: e.details['prevChain'], chain: e.details['chain'], clipId });
@@ -173,6 +182,7 @@ export async function verifyCustody(dataDir: string): Promise<CustodyReport> {
     objects: { checked, bytes, problems: allObjects },
     chain: { gaps, problems: chainProblems },
     quarantined,
-    released: releasedCount,
+    released: releasedClips.size,
+    dockFingerprint: createHash('sha256').update(spkiToRawEd25519(dockKey.export({ type: 'spki', format: 'der' }))).digest('hex'),
   };
 }

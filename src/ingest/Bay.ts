@@ -169,10 +169,10 @@ export class Bay extends EventEmitter<BayEvents> {
     const { clips, refused } = await session.listClips();
     for (const r of refused) ledger.append('refused', { serial, details: { clipId: r.id, reason: r.error.message } });
     for (const c of clips) {
-      if (c.released) continue;
-      if (store.addListed({ serial, clipId: c.id, seq: c.seq, size: c.size, trigger: c.trigger, startMs: c.startMs })) {
-        ledger.append('listed', { serial, clipId: c.id, details: { seq: c.seq, size: c.size } });
-      }
+      if (c.released || store.clip(serial, c.id)) continue;
+      // The event first: a crash between the two repeats it, and never loses it.
+      ledger.append('listed', { serial, clipId: c.id, details: { seq: c.seq, size: c.size } });
+      store.addListed({ serial, clipId: c.id, seq: c.seq, size: c.size, trigger: c.trigger, startMs: c.startMs });
     }
     this.#d.pipeline.kick(serial);
     const onCamera = new Map(clips.map((c) => [c.id, c]));
@@ -290,9 +290,16 @@ export class Bay extends EventEmitter<BayEvents> {
     if (!c.sha256 || !c.receipt) throw new DockError('INTERNAL', `stored clip ${c.serial}/${c.clipId} has no hash or receipt`);
     try {
       const r = await session.request('RELEASE', { clipId: c.clipId, sha256: Buffer.from(c.sha256, 'hex'), receipt: c.receipt });
+      if (!r.released) {
+        ledger.append('release_refused', { serial: c.serial, clipId: c.clipId, details: { reason: 'the camera answered released=0' } });
+        log.error({ serial: c.serial, clipId: c.clipId }, 'camera did not release the clip; it stays stored and on the camera');
+        return;
+      }
       ledger.append('released', { serial: c.serial, clipId: c.clipId, details: { sha256: c.sha256, receipt: c.receipt, freedBytes: r.freedBytes } });
-      store.transition(c.serial, c.clipId, 'released');
+      // The sidecar gets the release line before the state says released, so a crash
+      // in between repeats the release (idempotent on the camera) and the rewrite.
       await this.#d.pipeline.writeSidecar(c.serial, c.clipId);
+      store.transition(c.serial, c.clipId, 'released');
       await this.#d.spool.remove(c.serial, c.clipId, c.container);
       log.info({ serial: c.serial, clipId: c.clipId }, 'clip released from the camera');
     } catch (err) {

@@ -190,8 +190,8 @@ export class Daemon {
     // The dock enrolls the cameras it simulates when it creates them.
     for (const cam of fleet.cameras) {
       if (this.store.camera(cam.serial)) continue;
-      this.store.enroll(cam.serial, cam.profile.model, cam.publicKeyRaw);
       this.ledger.append('enrolled', { serial: cam.serial, details: { fingerprint: createHash('sha256').update(cam.publicKeyRaw).digest('hex'), by: 'simulator' } });
+      this.store.enroll(cam.serial, cam.profile.model, cam.publicKeyRaw);
     }
     if (sim.link === 'loopback') {
       fleet.on('docked', (d) => this.#attach(loopbackCandidate(d)));

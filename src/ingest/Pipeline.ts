@@ -10,7 +10,9 @@
  * step is safe to repeat (the sink takes an object it already holds as stored).
  * A failing sink pauses that camera's clips with backoff; nothing is dropped.
  */
+import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import { readFile, stat } from 'node:fs/promises';
 import type { DockKey } from '../custody/dockKey.js';
 import type { Details, Ledger } from '../custody/Ledger.js';
 import { parseManifest, verifyManifestSignature } from '../custody/manifest.js';
@@ -134,6 +136,16 @@ export class Pipeline extends EventEmitter<PipelineEvents> {
     if (!camera) throw new DockError('INTERNAL', `clip ${c.serial}/${c.clipId} is spooled but its camera is not enrolled`);
     const container = c.container;
     const path = spool.clipPath(c.serial, c.clipId, container);
+    if (!(await stat(path).catch(() => undefined))) {
+      // A crash after the file moved to quarantine but before the state was committed.
+      const reasonFile = spool.quarantinePath(c.serial, c.clipId, container).replace(/\.[a-z0-9]+$/, '.reason.json');
+      const q = JSON.parse(await readFile(reasonFile, 'utf8').catch(() => 'null')) as { check: string; reason: string; diskSha256: string } | null;
+      if (!q) throw new DockError('INTERNAL', `spooled clip ${c.serial}/${c.clipId} is neither in the spool nor in quarantine; look for ${path}`);
+      ledger.append('quarantined', { serial: c.serial, clipId: c.clipId, details: { check: q.check, reason: q.reason, diskSha256: q.diskSha256, resumed: true } });
+      store.transition(c.serial, c.clipId, 'quarantined', { reason: `${q.check}: ${q.reason}` });
+      this.emit('quarantined', c.serial, c.clipId, q.reason);
+      return;
+    }
     const disk = await hashes.hash(path);
     const verdict = checkClip({
       serial: c.serial,
@@ -173,7 +185,7 @@ export class Pipeline extends EventEmitter<PipelineEvents> {
       ledger.append('media_flagged', { ...where, details: { detail: media.detail } });
       log.warn({ ...where, detail: media.detail }, 'clip fails the media check; stored as recorded and flagged');
     }
-    ledger.append('verified', { ...where, details: { sha256: m.sha256, size: m.size, signature: 'ok', seq: m.seq, prevChain: m.prevChain, chain: m.chain, chainLink: verdict.chainGap ? 'gap' : 'continues', media: media.detail } });
+    ledger.append('verified', { ...where, details: { sha256: m.sha256, size: m.size, signature: 'ok', deviceKey: createHash('sha256').update(camera.publicKey).digest('hex'), seq: m.seq, prevChain: m.prevChain, chain: m.chain, chainLink: verdict.chainGap ? 'gap' : 'continues', media: media.detail } });
     store.atomically(() => {
       store.advanceChain(c.serial, m.seq, m.chain);
       store.transition(c.serial, c.clipId, 'verified', media.ok ? {} : { flags: `media: ${media.detail}` });

@@ -13,7 +13,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { mkdir, open, rename, rm, stat, statfs, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DockError } from '../errors.js';
-import { fsyncDir, writeFileDurable } from '../durableFs.js';
+import { fsyncDir, mkdirDurable, writeFileDurable } from '../durableFs.js';
 
 export interface SpoolOptions {
   minFreeBytes: number; // pulls pause below this much free space; default 1 GiB
@@ -68,12 +68,12 @@ export class Spool {
    * returns a hash already fed with the bytes before it (read back from disk).
    */
   async openPart(serial: string, clipId: string, offset: number): Promise<PartFile> {
-    await mkdir(join(this.dir, serial), { recursive: true });
+    await mkdirDurable(join(this.dir, serial));
     const path = this.partPath(serial, clipId);
-    const fh = await open(path, 'a+').then(async (h) => {
-      await h.close();
-      return open(path, 'r+');
-    });
+    const created = !(await stat(path).catch(() => undefined));
+    await (await open(path, 'a')).close();
+    if (created) await fsyncDir(join(this.dir, serial)); // the new .part entry itself
+    const fh = await open(path, 'r+');
     const size = (await fh.stat()).size;
     if (size < offset) {
       await fh.close();
@@ -101,7 +101,7 @@ export class Spool {
 
   async quarantine(serial: string, clipId: string, container: string, reason: Record<string, unknown>): Promise<string> {
     const dir = join(this.quarantineDir, serial);
-    await mkdir(dir, { recursive: true });
+    await mkdirDurable(dir);
     await writeFileDurable(join(dir, `${clipId}.reason.json`), `${JSON.stringify(reason, null, 2)}\n`);
     const target = this.quarantinePath(serial, clipId, container);
     const src = this.clipPath(serial, clipId, container);

@@ -6,10 +6,10 @@
  *   DATA_DIR/dockside.lock  state.db  dock.key.pem  dock.pub.pem  ledger.jsonl
  *            spool/  quarantine/  vault/ (the default sink)  sim/ (with --sim)
  */
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { loadOrCreateDockKey, type DockKey } from '../custody/dockKey.js';
-import { Ledger } from '../custody/Ledger.js';
+import { Ledger, type LedgerEntry } from '../custody/Ledger.js';
 import { Store } from '../queue/Store.js';
 import { DataDirLock } from './dataDirLock.js';
 
@@ -19,6 +19,24 @@ export interface DataDir {
   ledger: Ledger;
   dockKey: DockKey;
   close(): Promise<void>;
+}
+
+/**
+ * A crash between a ledger append and its index row leaves lines unindexed (the
+ * ledger is the record; the index only saves rescanning it): index them again.
+ * Reads back from the end of the ledger only as far as the index already reaches.
+ */
+function reindexTail(store: Store, ledgerPath: string): void {
+  if (!existsSync(ledgerPath)) return;
+  const indexed = store.maxEventSeq();
+  const lines = readFileSync(ledgerPath, 'utf8').split('\n');
+  for (let i = lines.length - 1; i >= 0; i--) {
+    const line = lines[i]!;
+    if (!line) continue;
+    const e = JSON.parse(line) as LedgerEntry;
+    if (e.seq <= indexed) break;
+    if (e.serial && e.clipId) store.addEvent(e.serial, e.clipId, e.seq, line);
+  }
 }
 
 export function openDataDir(path: string, owner: string): DataDir {
@@ -32,6 +50,7 @@ export function openDataDir(path: string, owner: string): DataDir {
     ledger.onAppend = (e, line) => {
       if (e.serial && e.clipId) store.addEvent(e.serial, e.clipId, e.seq, line);
     };
+    reindexTail(store, ledger.path);
     return {
       path: dir,
       store,

@@ -1,13 +1,22 @@
 /**
- * One writer per data directory: the ledger is a hash chain, and two processes
+ * One writer per data directory: the ledger is a hash chain, and two writers
  * appending to it would fork it. A lock file holds the owner's pid; a lock whose
  * process is gone (a crash, a power cut) is taken over.
+ *
+ * Taking over a stale lock is itself serialised by a second exclusive file, so two
+ * processes that find the same stale lock cannot both win (one would otherwise delete
+ * the other's fresh lock). Within one process, the paths held are remembered: a
+ * second acquire of the same directory is refused, not mistaken for a stale lock that
+ * happens to carry our pid.
  */
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { DockError } from '../errors.js';
 
 export const LOCK_FILE = 'dockside.lock';
+
+// Process-wide by nature: it mirrors the lock files this process holds.
+const heldByThisProcess = new Set<string>();
 
 function alive(pid: number): boolean {
   try {
@@ -18,6 +27,19 @@ function alive(pid: number): boolean {
   }
 }
 
+function owner(path: string): { pid: number; what: string } | undefined {
+  try {
+    const [pidText, what] = readFileSync(path, 'utf8').split('\n');
+    return { pid: Number(pidText), what: what ?? 'unknown' };
+  } catch {
+    return undefined;
+  }
+}
+
+function inUse(dataDir: string, o: { pid: number; what: string }): DockError {
+  return new DockError('CONFIG_INVALID', `${dataDir} is in use by another dockside (${o.what}, pid ${o.pid}); stop it first, or point this command at another --data-dir`, { dataDir, pid: o.pid });
+}
+
 export class DataDirLock {
   readonly path: string;
 
@@ -26,25 +48,42 @@ export class DataDirLock {
   }
 
   static acquire(dataDir: string, what: string): DataDirLock {
-    const path = join(dataDir, LOCK_FILE);
-    for (let attempt = 0; attempt < 2; attempt++) {
+    const path = resolve(join(dataDir, LOCK_FILE));
+    if (heldByThisProcess.has(path)) throw inUse(dataDir, { pid: process.pid, what: 'this process' });
+    for (let attempt = 0; attempt < 3; attempt++) {
       try {
         writeFileSync(path, `${process.pid}\n${what}\n`, { flag: 'wx', mode: 0o644 });
+        heldByThisProcess.add(path);
         return new DataDirLock(path);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-        const [pidText, owner] = readFileSync(path, 'utf8').split('\n');
-        const pid = Number(pidText);
-        if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid)) {
-          throw new DockError('CONFIG_INVALID', `${dataDir} is in use by another dockside (${owner ?? 'unknown'}, pid ${pid}); stop it first, or point this command at another --data-dir`, { dataDir, pid });
-        }
-        rmSync(path, { force: true }); // stale: its process is gone
+      }
+      const o = owner(path);
+      if (o && Number.isInteger(o.pid) && o.pid > 0 && o.pid !== process.pid && alive(o.pid)) throw inUse(dataDir, o);
+      // Stale (or unreadable): take it over, one taker at a time.
+      const takeover = `${path}.takeover`;
+      try {
+        writeFileSync(takeover, `${process.pid}\n`, { flag: 'wx' });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        const t = owner(takeover);
+        if (t && alive(t.pid) && t.pid !== process.pid) throw inUse(dataDir, { pid: t.pid, what: 'taking over a stale lock' });
+        rmSync(takeover, { force: true }); // a taker that died mid-way
+        continue;
+      }
+      try {
+        const again = owner(path);
+        if (again && again.pid !== o?.pid && alive(again.pid)) throw inUse(dataDir, again); // someone won before us
+        rmSync(path, { force: true });
+      } finally {
+        rmSync(takeover, { force: true });
       }
     }
-    throw new DockError('CONFIG_INVALID', `cannot take the lock ${path}`, { path });
+    throw new DockError('CONFIG_INVALID', `cannot take the lock ${path}: it keeps changing hands`, { path });
   }
 
   release(): void {
+    heldByThisProcess.delete(this.path);
     rmSync(this.path, { force: true });
   }
 }

@@ -267,6 +267,11 @@ export class Store {
     this.#db.prepare('INSERT OR IGNORE INTO clip_events (serial, clip_id, seq, line) VALUES (?, ?, ?, ?)').run(serial, clipId, seq, line);
   }
 
+  /** Highest ledger seq indexed under a clip (0 if none). */
+  maxEventSeq(): number {
+    return (this.#db.prepare('SELECT COALESCE(MAX(seq), 0) m FROM clip_events').get() as { m: number }).m;
+  }
+
   events(serial: string, clipId: string): string[] {
     return (this.#db.prepare('SELECT line FROM clip_events WHERE serial = ? AND clip_id = ? ORDER BY seq').all(serial, clipId) as { line: string }[]).map((r) => r.line);
   }

@@ -1,11 +1,11 @@
-// Runs the built `dockside` program as a user would (`node bin/dockside.js ...`), each
+// Runs the built `dockside` program as a user would (`node bin/dockside.cjs ...`), each
 // child in its own process group so that it, and the socat processes a simulator
 // starts, can always be killed together, whatever state a failed test left them in.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
-export const BIN = fileURLToPath(new URL('../../bin/dockside.js', import.meta.url));
+export const BIN = fileURLToPath(new URL('../../bin/dockside.cjs', import.meta.url));
 
 export interface CliResult {
   code: number | null;

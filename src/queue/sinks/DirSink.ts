@@ -9,12 +9,12 @@
  * trusted.
  */
 import { constants } from 'node:fs';
-import { copyFile, mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { copyFile, open, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DockError, toDockError } from '../../errors.js';
 import type { HashPool } from '../../verify/HashPool.js';
 import type { Receipt, Sink, StoreObject } from './Sink.js';
-import { fsyncDir, writeFileDurable } from '../../durableFs.js';
+import { fsyncDir, mkdirDurable, writeFileDurable } from '../../durableFs.js';
 
 export class DirSink implements Sink {
   readonly name: string;
@@ -39,7 +39,7 @@ export class DirSink implements Sink {
     const dir = join(this.root, obj.serial);
     const target = this.objectPath(obj.serial, obj.clipId, obj.container);
     try {
-      await mkdir(dir, { recursive: true });
+      await mkdirDurable(dir);
       const existing = await stat(target).catch(() => undefined);
       if (existing) {
         const { sha256, bytes } = await this.#hashes.hash(target);
@@ -74,7 +74,7 @@ export class DirSink implements Sink {
 
   async putSidecar(serial: string, clipId: string, sidecar: Buffer): Promise<void> {
     const dir = join(this.root, serial);
-    await mkdir(dir, { recursive: true });
+    await mkdirDurable(dir);
     try {
       await writeFileDurable(join(dir, `${clipId}.json`), sidecar);
     } catch (err) {

@@ -1,0 +1,195 @@
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { isDockError } from '../errors.js';
+import { SPOOL_DEFAULTS, Spool, type PartFile } from './Spool.js';
+
+const SERIAL = 'BC4-SPOOL001';
+const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+const DATA = Buffer.from(Array.from({ length: 10_000 }, (_, i) => (i * 31 + 7) & 0xff));
+
+let root: string;
+let spool: Spool;
+const parts: PartFile[] = [];
+
+async function openPart(offset: number, clipId = 'C1'): Promise<PartFile> {
+  const p = await spool.openPart(SERIAL, clipId, offset);
+  parts.push(p);
+  return p;
+}
+
+async function rejection(p: Promise<unknown>): Promise<unknown> {
+  try {
+    await p;
+  } catch (err) {
+    return err;
+  }
+  throw new Error('expected a rejection');
+}
+
+beforeEach(() => {
+  root = mkdtempSync(join(tmpdir(), 'dockside-spool-'));
+  spool = new Spool(root, { minFreeBytes: 0 });
+});
+
+afterEach(async () => {
+  for (const p of parts.splice(0)) await p.close().catch(() => undefined);
+  rmSync(root, { recursive: true, force: true });
+});
+
+describe('Spool: paths and options', () => {
+  it('lays files out as the design says', () => {
+    expect(spool.partPath(SERIAL, 'C1')).toBe(join(root, 'spool', SERIAL, 'C1.part'));
+    expect(spool.clipPath(SERIAL, 'C1', 'mp4')).toBe(join(root, 'spool', SERIAL, 'C1.mp4'));
+    expect(spool.quarantinePath(SERIAL, 'C1', 'bin')).toBe(join(root, 'quarantine', SERIAL, 'C1.bin'));
+    expect(new Spool(root).options).toEqual(SPOOL_DEFAULTS);
+    expect(new Spool(root, { syncEveryBytes: 5 }).options).toEqual({ ...SPOOL_DEFAULTS, syncEveryBytes: 5 });
+  });
+});
+
+describe('Spool: pulls', () => {
+  it('a new pull starts empty, writes in order, and its hash is of what was written', async () => {
+    const p = await openPart(0);
+    expect(p.written).toBe(0);
+    await p.write(0, DATA.subarray(0, 4000));
+    await p.write(4000, DATA.subarray(4000));
+    expect(p.written).toBe(DATA.length);
+    expect(p.unsynced).toBe(DATA.length);
+    expect(await p.sync()).toBe(DATA.length);
+    expect(p.unsynced).toBe(0);
+    await p.close();
+    expect(readFileSync(spool.partPath(SERIAL, 'C1')).equals(DATA)).toBe(true);
+    expect(p.hash.digest('hex')).toBe(sha(DATA));
+  });
+
+  it('a write at any offset other than the end throws and writes nothing', async () => {
+    const p = await openPart(0);
+    await p.write(0, DATA.subarray(0, 10));
+    for (const at of [0, 9, 11]) {
+      const err = await rejection(p.write(at, DATA.subarray(at, at + 5)));
+      expect(isDockError(err, 'INTERNAL')).toBe(true);
+    }
+    expect(p.written).toBe(10);
+    await p.sync();
+    expect(statSync(p.path).size).toBe(10);
+  });
+
+  it('openPart cuts back to the durable offset, and its hash is of the kept prefix', async () => {
+    const first = await openPart(0);
+    await first.write(0, DATA.subarray(0, 6000));
+    const durable = await first.sync();
+    await first.write(6000, DATA.subarray(6000, 9000)); // written but never committed
+    await first.close();
+    expect(statSync(spool.partPath(SERIAL, 'C1')).size).toBe(9000);
+
+    const resumed = await openPart(durable);
+    expect(resumed.written).toBe(6000);
+    expect(resumed.unsynced).toBe(0);
+    expect(statSync(resumed.path).size).toBe(6000);
+    expect(resumed.hash.copy().digest('hex')).toBe(sha(DATA.subarray(0, 6000)));
+    await resumed.write(6000, DATA.subarray(6000));
+    await resumed.sync();
+    await resumed.close();
+    expect(resumed.hash.digest('hex')).toBe(sha(DATA));
+    expect(readFileSync(resumed.path).equals(DATA)).toBe(true);
+  });
+
+  it('the prefix is read back from disk, not trusted: a changed durable byte changes the hash', async () => {
+    const dir = join(root, 'spool', SERIAL);
+    mkdirSync(dir, { recursive: true });
+    const onDisk = Buffer.from(DATA.subarray(0, 5000));
+    onDisk.writeUInt8(onDisk.readUInt8(1234) ^ 0xff, 1234);
+    writeFileSync(spool.partPath(SERIAL, 'C1'), onDisk);
+    const p = await openPart(5000);
+    expect(p.hash.digest('hex')).toBe(sha(onDisk));
+  });
+
+  it('openPart at offset 0 empties a part file left by an earlier attempt', async () => {
+    mkdirSync(join(root, 'spool', SERIAL), { recursive: true });
+    writeFileSync(spool.partPath(SERIAL, 'C1'), DATA);
+    const p = await openPart(0);
+    expect(statSync(p.path).size).toBe(0);
+    expect(p.hash.digest('hex')).toBe(sha(Buffer.alloc(0)));
+  });
+
+  it('openPart refuses a file shorter than the durable offset (changed outside dockside)', async () => {
+    mkdirSync(join(root, 'spool', SERIAL), { recursive: true });
+    writeFileSync(spool.partPath(SERIAL, 'C1'), DATA.subarray(0, 100));
+    const err = await rejection(spool.openPart(SERIAL, 'C1', 101));
+    expect(isDockError(err, 'INTERNAL')).toBe(true);
+    expect((err as Error).message).toMatch(/fewer than the 101/);
+    expect(statSync(spool.partPath(SERIAL, 'C1')).size).toBe(100); // left as found
+  });
+
+  it('complete renames the part file to the clip name', async () => {
+    const p = await openPart(0);
+    await p.write(0, DATA);
+    await p.sync();
+    await p.close();
+    const final = await spool.complete(SERIAL, 'C1', 'mp4');
+    expect(final).toBe(spool.clipPath(SERIAL, 'C1', 'mp4'));
+    expect(existsSync(spool.partPath(SERIAL, 'C1'))).toBe(false);
+    expect(readFileSync(final).equals(DATA)).toBe(true);
+    expect(readdirSync(join(root, 'spool', SERIAL))).toEqual(['C1.mp4']);
+  });
+
+  it('complete without a part file fails', async () => {
+    mkdirSync(join(root, 'spool', SERIAL), { recursive: true });
+    const err = await rejection(spool.complete(SERIAL, 'NONE', 'bin'));
+    expect((err as NodeJS.ErrnoException).code).toBe('ENOENT');
+  });
+
+  it('remove deletes a spooled clip and is idempotent', async () => {
+    const p = await openPart(0);
+    await p.write(0, DATA);
+    await p.sync();
+    await p.close();
+    await spool.complete(SERIAL, 'C1', 'bin');
+    await spool.remove(SERIAL, 'C1', 'bin');
+    expect(existsSync(spool.clipPath(SERIAL, 'C1', 'bin'))).toBe(false);
+    await spool.remove(SERIAL, 'C1', 'bin');
+  });
+});
+
+describe('Spool: quarantine', () => {
+  it('moves the clip to quarantine/ and writes the reason beside it', async () => {
+    const p = await openPart(0);
+    await p.write(0, DATA);
+    await p.sync();
+    await p.close();
+    await spool.complete(SERIAL, 'C1', 'mp4');
+    const reason = { serial: SERIAL, clipId: 'C1', check: 'hash', reason: 'mismatch', diskSha256: sha(DATA) };
+    const target = await spool.quarantine(SERIAL, 'C1', 'mp4', reason);
+    expect(target).toBe(spool.quarantinePath(SERIAL, 'C1', 'mp4'));
+    expect(readFileSync(target).equals(DATA)).toBe(true); // kept, byte for byte
+    expect(existsSync(spool.clipPath(SERIAL, 'C1', 'mp4'))).toBe(false);
+    expect(JSON.parse(readFileSync(join(root, 'quarantine', SERIAL, 'C1.reason.json'), 'utf8'))).toEqual(reason);
+    expect(readdirSync(join(root, 'quarantine', SERIAL)).sort()).toEqual(['C1.mp4', 'C1.reason.json']); // no temporary left
+  });
+
+  it('a repeat (the clip already moved) keeps the quarantined file and rewrites the reason', async () => {
+    mkdirSync(join(root, 'spool', SERIAL), { recursive: true });
+    writeFileSync(spool.clipPath(SERIAL, 'C1', 'bin'), DATA);
+    await spool.quarantine(SERIAL, 'C1', 'bin', { n: 1 });
+    const target = await spool.quarantine(SERIAL, 'C1', 'bin', { n: 2 });
+    expect(readFileSync(target).equals(DATA)).toBe(true);
+    expect(JSON.parse(readFileSync(join(root, 'quarantine', SERIAL, 'C1.reason.json'), 'utf8'))).toEqual({ n: 2 });
+  });
+});
+
+describe('Spool: space', () => {
+  it('checkSpace passes with room and throws INGEST_SPOOL_FULL under the reserve', async () => {
+    const free = await spool.freeBytes();
+    expect(free).toBeGreaterThan(0);
+    await spool.checkSpace(0);
+    const full = new Spool(root, { minFreeBytes: Number.MAX_SAFE_INTEGER });
+    const err = await rejection(full.checkSpace());
+    expect(isDockError(err, 'INGEST_SPOOL_FULL')).toBe(true);
+    expect((err as Error).message).toMatch(/pulls pause/);
+    // what a pull needs counts against the free space too
+    const err2 = await rejection(spool.checkSpace(free * 2));
+    expect(isDockError(err2, 'INGEST_SPOOL_FULL')).toBe(true);
+  });
+});
