@@ -3,7 +3,7 @@
  * rename it into place, fsync the directory (without the last step the rename itself
  * may be lost).
  */
-import { closeSync, fsyncSync, openSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, renameSync, writeSync } from 'node:fs';
 import { mkdir, open, rename } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
@@ -36,6 +36,20 @@ export function fsyncDirSync(dir: string): void {
   } finally {
     closeSync(fd);
   }
+}
+
+/** The synchronous form, for code that has no event loop to spare (the simulated camera's flash). */
+export function writeFileDurableSync(path: string, data: Buffer | string, mode = 0o644): void {
+  const tmp = join(dirname(path), `.${basename(path)}.tmp`);
+  const fd = openSync(tmp, 'w', mode);
+  try {
+    writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, path);
+  fsyncDirSync(dirname(path));
 }
 
 export async function writeFileDurable(path: string, data: Buffer | string, mode = 0o644): Promise<void> {

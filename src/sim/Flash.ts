@@ -11,7 +11,8 @@
  *   log.jsonl               the camera log, one JSON object a line, fsynced per entry
  */
 import { createHash, createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { fsyncDirSync, writeFileDurableSync } from '../durableFs.js';
 import { open, readFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DockError } from '../errors.js';
@@ -71,28 +72,6 @@ export function deriveEd25519Key(label: string): KeyObject {
   return createPrivateKey({ key: Buffer.concat([PKCS8_ED25519_PREFIX, seed]), format: 'der', type: 'pkcs8' });
 }
 
-function writeFileDurable(path: string, data: Buffer | string): void {
-  const tmp = `${path}.tmp`;
-  const fd = openSync(tmp, 'w', 0o644);
-  try {
-    writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, path);
-  fsyncDir(join(path, '..'));
-}
-
-function fsyncDir(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
 export class Flash {
   readonly dir: string;
   #identity: CameraIdentity;
@@ -121,10 +100,10 @@ export class Flash {
     // The device key follows from the seed and serial, so a fleet is reproducible byte for byte.
     const privateKey = deriveEd25519Key(`device-key\0${identity.seed}\0${identity.serial}`);
     const publicKey = createPublicKey(privateKey);
-    writeFileDurable(join(dir, 'device.key.pem'), privateKey.export({ type: 'pkcs8', format: 'pem' }) as string);
-    writeFileDurable(join(dir, 'device.pub.pem'), publicKey.export({ type: 'spki', format: 'pem' }) as string);
+    writeFileDurableSync(join(dir, 'device.key.pem'), privateKey.export({ type: 'pkcs8', format: 'pem' }) as string);
+    writeFileDurableSync(join(dir, 'device.pub.pem'), publicKey.export({ type: 'spki', format: 'pem' }) as string);
     const full: CameraIdentity = { ...identity, logSeq: 0, lastSeq: 0, lastChain: GENESIS_CHAIN, lastEndMs: 0, planted: { corrupt: [], tamper: [], gap: [] } };
-    writeFileDurable(join(dir, 'camera.json'), JSON.stringify(full, null, 2));
+    writeFileDurableSync(join(dir, 'camera.json'), JSON.stringify(full, null, 2));
     const flash = new Flash(dir, full, privateKey);
     flash.appendLog(20, `flash formatted: ${identity.model} ${identity.serial} firmware ${identity.firmware}`);
     return flash;
@@ -162,7 +141,7 @@ export class Flash {
 
   updateIdentity(patch: Partial<CameraIdentity>): void {
     this.#identity = { ...this.#identity, ...patch };
-    writeFileDurable(join(this.dir, 'camera.json'), JSON.stringify(this.#identity, null, 2));
+    writeFileDurableSync(join(this.dir, 'camera.json'), JSON.stringify(this.#identity, null, 2));
   }
 
   /** Clips still held (not released), by seq ascending. */
@@ -189,8 +168,8 @@ export class Flash {
   /** Stores a recorded clip's manifest and signature (the clip bytes are already at clipPath). */
   addClip(manifestBytes: Buffer, signature: Buffer): StoredClip {
     const manifest = JSON.parse(manifestBytes.toString('latin1')) as Manifest;
-    writeFileDurable(join(this.dir, 'manifests', `${manifest.clipId}.sig`), signature);
-    writeFileDurable(join(this.dir, 'manifests', `${manifest.clipId}.json`), manifestBytes);
+    writeFileDurableSync(join(this.dir, 'manifests', `${manifest.clipId}.sig`), signature);
+    writeFileDurableSync(join(this.dir, 'manifests', `${manifest.clipId}.json`), manifestBytes);
     const stored: StoredClip = { manifest, manifestBytes, signature, path: this.clipPath(manifest.clipId, manifest.container) };
     this.#clips.set(manifest.clipId, stored);
     return stored;
@@ -202,8 +181,8 @@ export class Flash {
     if (!c) return;
     this.#clips.delete(id);
     for (const p of [c.path, join(this.dir, 'manifests', `${id}.json`), join(this.dir, 'manifests', `${id}.sig`)]) if (existsSync(p)) unlinkSync(p);
-    fsyncDir(join(this.dir, 'clips'));
-    fsyncDir(join(this.dir, 'manifests'));
+    fsyncDirSync(join(this.dir, 'clips'));
+    fsyncDirSync(join(this.dir, 'manifests'));
   }
 
   async read(id: string, offset: number, length: number): Promise<Buffer> {
@@ -225,14 +204,14 @@ export class Flash {
     const c = this.#clips.get(id);
     if (!c) throw new DockError('SIM_BAD_STATE', `no clip ${id}`);
     const mark: ReleaseMark = { clipId: id, sha256, receipt, timeMs, size: c.manifest.size };
-    writeFileDurable(join(this.dir, 'released', `${id}.json`), JSON.stringify(mark));
+    writeFileDurableSync(join(this.dir, 'released', `${id}.json`), JSON.stringify(mark));
     this.#released.set(id, mark);
     this.#clips.delete(id);
     const h = this.#handles.get(id);
     this.#handles.delete(id);
     if (h) await (await h).close();
     unlinkSync(c.path);
-    fsyncDir(join(this.dir, 'clips'));
+    fsyncDirSync(join(this.dir, 'clips'));
     return mark;
   }
 
@@ -276,7 +255,7 @@ export class Flash {
     if (this.#logFd !== undefined) closeSync(this.#logFd);
     this.#logFd = undefined;
     // logSeq advances with every entry; persist it once here rather than per entry.
-    writeFileDurable(join(this.dir, 'camera.json'), JSON.stringify(this.#identity, null, 2));
+    writeFileDurableSync(join(this.dir, 'camera.json'), JSON.stringify(this.#identity, null, 2));
   }
 
   #load(): void {
