@@ -167,3 +167,63 @@ describe('dockside run (in-process)', () => {
     expect(cameras(dataDir)[0]!.clips()).toHaveLength(1);
   });
 });
+
+describe('dockside run: media check and spool space', () => {
+  it('a clip that fails the media check but matches its signed hash is stored and flagged, not quarantined', async () => {
+    const { randomBytes } = await import('node:crypto');
+    const { writeFileSync } = await import('node:fs');
+    const { sealManifest, signManifest, GENESIS_CHAIN } = await import('../src/custody/manifest.js');
+    const { simSerial } = await import('../src/sim/SimCamera.js');
+    const dataDir = mkdtempSync(join(tmpdir(), 'dockside-ingest-'));
+    dirs.push(dataDir);
+    // A camera whose flash holds one "mp4" that is not playable, honestly signed.
+    const serial = simSerial(5, 0);
+    const flash = Flash.create(join(dataDir, 'sim', serial), {
+      serial, model: 'Sentinel BC4', vendor: 'Dockside Simulated Devices', hardware: 'rev C', firmware: '4.2.1', officerId: 'OFC-1', seed: 5,
+      createdMs: Date.now(), clockOffsetMs: 0, clockSetAtMs: Date.now(), driftPpm: 0, batteryPct: 50,
+    });
+    const clipId = '20261130T060000Z-000001';
+    const bytes = randomBytes(50_000);
+    writeFileSync(flash.clipPath(clipId, 'mp4'), bytes);
+    const { bytes: manifest } = sealManifest({
+      format: 'dockside-manifest-v1', serial, model: 'Sentinel BC4', firmware: '4.2.1', clipId, seq: 1, officerId: 'OFC-1',
+      startMs: Date.UTC(2026, 10, 30, 6), endMs: Date.UTC(2026, 10, 30, 6) + 3000, durationMs: 3000, preEventS: 30, trigger: 'button', gps: null,
+      container: 'mp4', size: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex'), prevChain: GENESIS_CHAIN,
+    });
+    flash.addClip(manifest, signManifest(manifest, flash.privateKey));
+    flash.updateIdentity({ lastSeq: 1 });
+    await flash.close();
+    const daemon = await Daemon.open({ dataDir, spool: { minFreeBytes: 1024 * 1024 }, sim: { cameras: 1, clips: 0, seed: 5, link: 'loopback', faults: parseFaults('') } });
+    daemon.store.enroll(serial, 'Sentinel BC4', Flash.open(join(dataDir, 'sim', serial)).publicKeyRaw);
+    await daemon.start();
+    const summary = await daemon.whenIdle();
+    const row = daemon.store.clip(serial, clipId)!;
+    await daemon.close();
+    expect(summary).toMatchObject({ stored: 1, released: 1, quarantined: 0 });
+    expect(row.flags).toMatch(/^media: ffprobe cannot read it/);
+    expect(ledger(dataDir).some((e) => e.event === 'media_flagged' && e.clipId === clipId)).toBe(true);
+    expect(sha256(join(dataDir, 'vault', serial, `${clipId}.mp4`))).toBe(createHash('sha256').update(bytes).digest('hex'));
+  });
+
+  it('pauses pulls while the spool is short of space (nothing half-stored), and resumes when space returns', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'dockside-ingest-'));
+    dirs.push(dataDir);
+    const daemon = await Daemon.open({
+      dataDir,
+      spool: { minFreeBytes: Number.MAX_SAFE_INTEGER }, // no disk has that much free
+      sim: { cameras: 2, clips: 2, seed: 7, link: 'loopback', record: { mode: 'synthetic', syntheticBytes: 100_000 }, faults: parseFaults('') },
+    });
+    await daemon.start();
+    const idle = daemon.whenIdle();
+    let settled = false;
+    void idle.then(() => (settled = true));
+    for (let i = 0; i < 100 && daemon.store.clips({ state: 'listed' }).length < 4; i++) await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(settled).toBe(false);
+    expect(daemon.store.countByState()).toMatchObject({ listed: 4, pulling: 0, spooled: 0, stored: 0 });
+    daemon.spool.options.minFreeBytes = 1024 * 1024; // space returns
+    const summary = await idle;
+    await daemon.close();
+    expect(summary).toMatchObject({ clips: 4, stored: 4, released: 4 });
+  });
+});
