@@ -296,11 +296,13 @@ export class Bay extends EventEmitter<BayEvents> {
         return;
       }
       ledger.append('released', { serial: c.serial, clipId: c.clipId, details: { sha256: c.sha256, receipt: c.receipt, freedBytes: r.freedBytes } });
-      // The sidecar gets the release line before the state says released, so a crash
-      // in between repeats the release (idempotent on the camera) and the rewrite.
+      // Everything that follows a release happens before the state says released, so a
+      // crash in between repeats it all (RELEASE is idempotent on the camera) and nothing
+      // is left behind: the sidecar gets the release line, and the spool copy goes (a
+      // stored clip needs only its hash and receipt to be released again).
       await this.#d.pipeline.writeSidecar(c.serial, c.clipId);
-      store.transition(c.serial, c.clipId, 'released');
       await this.#d.spool.remove(c.serial, c.clipId, c.container);
+      store.transition(c.serial, c.clipId, 'released');
       log.info({ serial: c.serial, clipId: c.clipId }, 'clip released from the camera');
     } catch (err) {
       if (!isDockError(err, 'PROTO_REMOTE')) throw err;

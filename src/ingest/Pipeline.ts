@@ -15,7 +15,7 @@ import { EventEmitter } from 'node:events';
 import { readFile, stat } from 'node:fs/promises';
 import type { DockKey } from '../custody/dockKey.js';
 import type { Details, Ledger } from '../custody/Ledger.js';
-import { parseManifest, verifyManifestSignature } from '../custody/manifest.js';
+import { parseManifest, verifyManifestSignature, type Manifest } from '../custody/manifest.js';
 import { buildSidecar } from '../custody/sidecar.js';
 import { DockError, toDockError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -141,9 +141,13 @@ export class Pipeline extends EventEmitter<PipelineEvents> {
       const reasonFile = spool.quarantinePath(c.serial, c.clipId, container).replace(/\.[a-z0-9]+$/, '.reason.json');
       const q = JSON.parse(await readFile(reasonFile, 'utf8').catch(() => 'null')) as { check: string; reason: string; diskSha256: string } | null;
       if (!q) throw new DockError('INTERNAL', `spooled clip ${c.serial}/${c.clipId} is neither in the spool nor in quarantine; look for ${path}`);
-      ledger.append('quarantined', { serial: c.serial, clipId: c.clipId, details: { check: q.check, reason: q.reason, diskSha256: q.diskSha256, resumed: true } });
-      store.transition(c.serial, c.clipId, 'quarantined', { reason: `${q.check}: ${q.reason}` });
-      this.emit('quarantined', c.serial, c.clipId, q.reason);
+      let m;
+      try {
+        m = c.manifest ? parseManifest(c.manifest) : undefined;
+      } catch {
+        m = undefined;
+      }
+      this.#commitQuarantine(c, camera.publicKey, q.check, q.reason, q.diskSha256, m, true);
       return;
     }
     const disk = await hashes.hash(path);
@@ -163,16 +167,8 @@ export class Pipeline extends EventEmitter<PipelineEvents> {
     if (!verdict.ok) {
       const reason = `${verdict.check}: ${verdict.reason}`;
       await spool.quarantine(c.serial, c.clipId, container, { serial: c.serial, clipId: c.clipId, check: verdict.check, reason: verdict.reason, diskSha256: disk.sha256, timeMs: Date.now() });
-      const link: Details = verdict.manifest ? { seq: verdict.manifest.seq, prevChain: verdict.manifest.prevChain, chain: verdict.manifest.chain } : {};
-      ledger.append('quarantined', { ...where, details: { check: verdict.check, reason: verdict.reason, diskSha256: disk.sha256, ...link } });
-      store.atomically(() => {
-        // An authentic manifest (signature good, only the bytes rotted) still moves the chain on.
-        const m = verdict.manifest;
-        if (verdict.check === 'hash' && m && c.manifest && c.signature && verifyManifestSignature(c.manifest, c.signature, camera.publicKey)) store.advanceChain(c.serial, m.seq, m.chain);
-        store.transition(c.serial, c.clipId, 'quarantined', { reason });
-      });
+      this.#commitQuarantine(c, camera.publicKey, verdict.check, verdict.reason, disk.sha256, verdict.manifest, false);
       log.warn({ ...where, reason }, 'clip quarantined: kept on the camera and in quarantine/, never released');
-      this.emit('quarantined', c.serial, c.clipId, reason);
       return;
     }
     const m = verdict.manifest;
@@ -190,6 +186,25 @@ export class Pipeline extends EventEmitter<PipelineEvents> {
       store.advanceChain(c.serial, m.seq, m.chain);
       store.transition(c.serial, c.clipId, 'verified', media.ok ? {} : { flags: `media: ${media.detail}` });
     });
+  }
+
+  /**
+   * Records a quarantine (the file is already in quarantine/): the ledger line, then
+   * the state, in one transaction with the chain: an authentic manifest (signature
+   * good, only the bytes rotted) still moves the camera's chain on, so the next clip
+   * does not show a false gap. Used by a fresh verdict and by a restart that finds the
+   * move done but not committed.
+   */
+  #commitQuarantine(c: ClipRow, deviceKey: Buffer, check: string, reason: string, diskSha256: string, m: Manifest | undefined, resumed: boolean): void {
+    const { store, ledger } = this.#d;
+    const link: Details = m ? { seq: m.seq, prevChain: m.prevChain, chain: m.chain } : {};
+    ledger.append('quarantined', { serial: c.serial, clipId: c.clipId, details: { check, reason, diskSha256, ...link, ...(resumed ? { resumed: true } : {}) } });
+    const authentic = check === 'hash' && m !== undefined && c.manifest !== null && c.signature !== null && verifyManifestSignature(c.manifest, c.signature, deviceKey);
+    store.atomically(() => {
+      if (authentic && m) store.advanceChain(c.serial, m.seq, m.chain);
+      store.transition(c.serial, c.clipId, 'quarantined', { reason: `${check}: ${reason}` });
+    });
+    this.emit('quarantined', c.serial, c.clipId, reason);
   }
 
   /** (Re)writes a stored clip's sidecar with every custody event recorded for it so far. */
