@@ -139,6 +139,13 @@ describe('dockside run (in-process)', () => {
     expect(existsSync(join(dataDir, 'vault'))).toBe(false);
   });
 
+  // Regression: a done camera kept its serving slot while docked, so with more
+  // cameras than bays the rest waited for ever.
+  it('serves more cameras than bays, a bay at a time: every camera is offloaded', async () => {
+    const { summary } = await runToIdle({ cameras: 3, clips: 1 }, { bays: 1 });
+    expect(summary).toMatchObject({ cameras: 3, clips: 3, stored: 3, released: 3 });
+  });
+
   it('resumes on restart: a second run over the same data dir finds everything done and duplicates nothing', async () => {
     const { dataDir } = await runToIdle({ cameras: 2, clips: 2 });
     const before = ledger(dataDir).filter((e) => e.event === 'stored').length;

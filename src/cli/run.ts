@@ -11,8 +11,10 @@ import { Daemon, type Summary } from '../ingest/Daemon.js';
 import type { Bay } from '../ingest/Bay.js';
 import { parseFaults } from '../sim/faults.js';
 import { EXIT, formatBytes, positiveInt, printJson } from './output.js';
+import { CONFIG_DEFAULTS, loadConfig } from '../config.js';
 
 interface RunOptions {
+  config?: string;
   dataDir: string;
   sink?: string;
   bays: number;
@@ -32,9 +34,10 @@ export function register(program: Command): void {
   program
     .command('run')
     .description('Run the docking-station daemon: pull, verify, store and release every clip of every docked camera')
-    .option('--data-dir <dir>', 'state, ledger, spool, quarantine and (by default) the vault', './var')
+    .option('--config <file>', 'a JSON config file (see README, Configuration); flags given here override it')
+    .option('--data-dir <dir>', 'state, ledger, spool, quarantine and (by default) the vault', CONFIG_DEFAULTS.dataDir)
     .option('--sink <spec>', 'evidence store: dir:PATH (default dir:DATA_DIR/vault)')
-    .option('--bays <n>', 'cameras served at once', positiveInt('--bays'), 8)
+    .option('--bays <n>', 'cameras served at once', positiveInt('--bays'), CONFIG_DEFAULTS.bays)
     .option('--sim <n>', 'dock N simulated cameras (flash in DATA_DIR/sim)', positiveInt('--sim'))
     .option('--sim-clips <k>', 'clips each new simulated camera records', positiveInt('--sim-clips'), 4)
     .option('--sim-seed <s>', 'seed of the simulated fleet', positiveInt('--sim-seed'), 1)
@@ -45,16 +48,26 @@ export function register(program: Command): void {
     .option('--ports-dir <dir>', 'look for serial cameras only in this directory of port links')
     .option('--until-idle', 'exit when every docked camera is offloaded and the queue is drained')
     .option('--json', 'structured output only; the last stdout line is the summary')
-    .action(async (o: RunOptions) => {
+    .action(async (o: RunOptions, cmd: Command) => {
+      const file = o.config ? loadConfig(o.config) : {};
+      // A flag the user typed wins; a flag left at its default gives way to the file.
+      const given = (key: keyof RunOptions): boolean => cmd.getOptionValueSource(key) === 'cli';
+      const dataDir = given('dataDir') ? o.dataDir : (file.dataDir ?? o.dataDir);
+      const bays = given('bays') ? o.bays : (file.bays ?? o.bays);
       if (o.simLink !== 'loopback' && o.simLink !== 'pty') throw new DockError('CLI_USAGE', `--sim-link must be loopback or pty, got ${JSON.stringify(o.simLink)}`);
       if (o.simMode !== 'mp4' && o.simMode !== 'synthetic') throw new DockError('CLI_USAGE', `--sim-mode must be mp4 or synthetic, got ${JSON.stringify(o.simMode)}`);
       const bars = !o.json && process.stdout.isTTY === true;
       const log = createLogger({ level: bars ? 'warn' : undefined }).child({ part: 'daemon' });
       const daemon = await Daemon.open({
-        dataDir: o.dataDir,
-        sink: o.sink,
-        bays: o.bays,
-        portsDir: o.portsDir,
+        dataDir,
+        sink: o.sink ?? file.sink,
+        bays,
+        portsDir: o.portsDir ?? file.portsDir,
+        usb: file.usb,
+        spool: file.spool,
+        session: file.session,
+        clockSkewMs: file.clockSkewMs,
+        hashThreads: file.hashThreads || undefined,
         log,
         sim: o.sim
           ? {

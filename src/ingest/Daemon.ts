@@ -50,6 +50,7 @@ export interface DaemonOptions {
   portsDir?: string; // serial discovery only in this directory
   usb?: boolean;
   session?: SessionOptions;
+  clockSkewMs?: number; // SET_TIME beyond this; default 2000
   hashThreads?: number;
   log?: Logger;
 }
@@ -203,7 +204,10 @@ export class Daemon {
 
   #attach(c: Candidate): void {
     if (this.#closed || this.#bays.has(c.path)) return;
-    if (this.#bays.size >= (this.#opts.bays ?? DAEMON_DEFAULTS.bays)) {
+    // The limit is on cameras being served: one that is done stays docked (charging)
+    // without holding a slot.
+    const serving = [...this.#bays.values()].filter((b) => !b.settled).length;
+    if (serving >= (this.#opts.bays ?? DAEMON_DEFAULTS.bays)) {
       if (!this.#waiting.some((w) => w.path === c.path)) this.#waiting.push(c);
       return;
     }
@@ -215,6 +219,7 @@ export class Daemon {
       hashes: this.#hashes,
       log: this.#log.child({ part: 'bay' }),
       session: this.#opts.session,
+      clockSkewMs: this.#opts.clockSkewMs,
       claim: (serial, b) => {
         const other = this.#bySerial.get(serial);
         if (other && other !== b && !other.settled) return false;
@@ -224,18 +229,22 @@ export class Daemon {
     });
     this.#bays.set(c.path, bay);
     bay.on('state', (state) => {
-      if (state === 'gone' || state === 'refused' || state === 'failed') this.#free(c.path, bay, state);
+      if (bay.settled) this.#free(c.path, bay, state);
       this.#checkIdle();
     });
     void bay.run();
   }
 
+  /**
+   * A settled bay frees its serving slot for the next waiting camera. A done, refused
+   * or failed camera stays in its bay until it is undocked (no retry loop); a gone one
+   * leaves it.
+   */
   #free(path: string, bay: Bay, state: string): void {
-    // A refused or failed camera keeps its bay until it is undocked (no retry loop);
-    // a gone one frees it at once.
-    if (state !== 'gone') return;
-    if (this.#bays.get(path) === bay) this.#bays.delete(path);
-    if (bay.serial && this.#bySerial.get(bay.serial) === bay) this.#bySerial.delete(bay.serial);
+    if (state === 'gone') {
+      if (this.#bays.get(path) === bay) this.#bays.delete(path);
+      if (bay.serial && this.#bySerial.get(bay.serial) === bay) this.#bySerial.delete(bay.serial);
+    }
     const next = this.#waiting.shift();
     if (next) this.#attach(next);
   }
