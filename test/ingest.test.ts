@@ -175,6 +175,31 @@ describe('dockside run (in-process)', () => {
   });
 });
 
+describe('custody verify catches tampering with what the dock kept', () => {
+  it('a custody line removed from a sidecar, a sidecar of the wrong shape, a changed quarantined file', async () => {
+    const { writeFileSync } = await import('node:fs');
+    const { dataDir } = await runToIdle({ faults: 'corrupt=1', cameras: 1, clips: 3 });
+    expect((await verifyCustody(dataDir)).ok).toBe(true);
+    const serial = readdirSync(join(dataDir, 'vault'))[0]!;
+    const [first, second] = readdirSync(join(dataDir, 'vault', serial)).filter((n) => n.endsWith('.json'));
+    const p1 = join(dataDir, 'vault', serial, first!);
+    const sc = JSON.parse(readFileSync(p1, 'utf8')) as Sidecar;
+    sc.custody.splice(1, 1); // hide the "pulled" line
+    writeFileSync(p1, JSON.stringify(sc));
+    const p2 = join(dataDir, 'vault', serial, second!);
+    writeFileSync(p2, JSON.stringify({ ...(JSON.parse(readFileSync(p2, 'utf8')) as object), custody: 5 }));
+    const qdir = join(dataDir, 'quarantine', serial);
+    const qfile = readdirSync(qdir).find((f) => f.endsWith('.bin'))!;
+    writeFileSync(join(qdir, qfile), 'not what was quarantined');
+    const report = await verifyCustody(dataDir);
+    expect(report.ok).toBe(false);
+    const problems = report.objects.problems.map((p) => p.problem).join('\n');
+    expect(problems).toMatch(/lines were removed or added/);
+    expect(problems).toMatch(/is not a dockside-sidecar-v1 document/);
+    expect(problems).toMatch(/the quarantined file no longer hashes/);
+  });
+});
+
 describe('dockside run: media check and spool space', () => {
   it('a clip that fails the media check but matches its signed hash is stored and flagged, not quarantined', async () => {
     const { randomBytes } = await import('node:crypto');

@@ -14,10 +14,11 @@
  * (power cut mid-write) was never acknowledged; open() cuts it off.
  */
 import { createHash, sign, verify, type KeyObject } from 'node:crypto';
-import { closeSync, existsSync, fdatasyncSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fdatasyncSync, fstatSync, ftruncateSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { canonicalJson, type CanonicalValue } from './canonicalJson.js';
 import { fsyncDirSync } from '../durableFs.js';
+import { DockError } from '../errors.js';
 
 export const LEDGER_GENESIS = '0'.repeat(64);
 
@@ -64,6 +65,57 @@ function ascii(v: CanonicalValue): CanonicalValue {
   return v;
 }
 
+/**
+ * The last `want` complete lines of a file, read backwards in blocks (a ledger can be
+ * far larger than a string may be), newest last; `stop` ends the scan at the first
+ * line (going backwards) it accepts. `end` is the offset just past the last newline:
+ * bytes after it are an unfinished line. Lines are split at 0x0A bytes, which never
+ * occur inside a UTF-8 character, so a block boundary cannot split a line wrongly.
+ */
+export function readTail(path: string, want: number, stop?: (line: string) => boolean): { lines: string[]; end: number; size: number } {
+  const BLOCK = 64 * 1024;
+  const fd = openSync(path, 'r');
+  try {
+    const size = fstatSync(fd).size;
+    const block = Buffer.allocUnsafe(BLOCK);
+    let end = 0;
+    for (let pos = size; pos > 0 && end === 0; ) {
+      const n = Math.min(BLOCK, pos);
+      pos -= n;
+      readSync(fd, block, 0, n, pos);
+      const nl = block.subarray(0, n).lastIndexOf(10);
+      if (nl >= 0) end = pos + nl + 1;
+    }
+    const lines: string[] = [];
+    let pending = Buffer.alloc(0); // the start of a line that begins in an earlier block
+    for (let pos = end; pos > 0 && lines.length < want; ) {
+      const n = Math.min(BLOCK, pos);
+      pos -= n;
+      readSync(fd, block, 0, n, pos);
+      const buf = Buffer.concat([block.subarray(0, n), pending]);
+      let stopAt = buf.length; // exclusive end of the line being cut out
+      for (let i = buf.length - 1; i >= 0; i--) {
+        if (buf[i] !== 10) continue;
+        if (i + 1 < stopAt) {
+          const line = buf.subarray(i + 1, stopAt).toString('utf8');
+          if (stop?.(line)) return { lines: lines.reverse(), end, size };
+          lines.push(line);
+          if (lines.length >= want) return { lines: lines.reverse(), end, size };
+        }
+        stopAt = i;
+      }
+      pending = Buffer.from(buf.subarray(0, stopAt));
+      if (pos === 0 && pending.length > 0) {
+        const line = pending.toString('utf8');
+        if (!stop?.(line)) lines.push(line);
+      }
+    }
+    return { lines: lines.reverse(), end, size };
+  } finally {
+    closeSync(fd);
+  }
+}
+
 export function lineHash(line: string): string {
   return createHash('sha256').update(line).digest('hex');
 }
@@ -72,6 +124,7 @@ export class Ledger {
   readonly path: string;
   readonly #key: KeyObject;
   readonly #fd: number;
+  #broken: DockError | undefined;
   /** Called after each durable append (the state store indexes lines by clip). */
   onAppend: ((entry: LedgerEntry, line: string) => void) | undefined;
   #seq: number;
@@ -90,10 +143,10 @@ export class Ledger {
     let prev = LEDGER_GENESIS;
     let repairedBytes = 0;
     if (existsSync(path)) {
-      const text = readFileSync(path, 'utf8');
-      const end = text.lastIndexOf('\n') + 1; // everything after the last newline is a torn write
-      repairedBytes = Buffer.byteLength(text.slice(end));
-      const lines = text.slice(0, end).split('\n').filter(Boolean);
+      // Only the tail is read: the last complete line gives seq and prev; anything
+      // after the last newline is a torn write, never acknowledged, and is cut off.
+      const { lines, end, size } = readTail(path, 1);
+      repairedBytes = size - end;
       const last = lines[lines.length - 1];
       if (last) {
         const e = JSON.parse(last) as LedgerEntry;
@@ -102,7 +155,7 @@ export class Ledger {
       }
       if (repairedBytes > 0) {
         const fd = openSync(path, 'r+');
-        ftruncateSync(fd, Buffer.byteLength(text.slice(0, end)));
+        ftruncateSync(fd, end);
         fdatasyncSync(fd);
         closeSync(fd);
       }
@@ -137,9 +190,24 @@ export class Ledger {
     };
     const sig = sign(null, Buffer.from(canonicalJson(body)), this.#key).toString('base64');
     const entry: LedgerEntry = { ...body, sig };
+    if (this.#broken) throw this.#broken;
     const line = canonicalJson(entry);
-    writeSync(this.#fd, `${line}\n`);
-    fdatasyncSync(this.#fd);
+    const bytes = Buffer.from(`${line}\n`);
+    const before = fstatSync(this.#fd).size;
+    try {
+      for (let off = 0; off < bytes.length; ) off += writeSync(this.#fd, bytes, off, bytes.length - off);
+      fdatasyncSync(this.#fd);
+    } catch (err) {
+      // A short write (disk full) or a failed sync: take the line back whole, or stop.
+      try {
+        ftruncateSync(this.#fd, before);
+        fdatasyncSync(this.#fd);
+      } catch {
+        this.#broken = new DockError('CUSTODY_LEDGER', `the ledger ${this.path} could not be written or repaired (${(err as Error).message}); no custody step can be recorded until it is fixed: free disk space and restart dockside`, { path: this.path }, { cause: err });
+        throw this.#broken;
+      }
+      throw new DockError('CUSTODY_LEDGER', `could not append to the ledger ${this.path}: ${(err as Error).message}. The step was not recorded and will be retried; free disk space if it is full`, { path: this.path }, { cause: err });
+    }
     this.#seq = entry.seq;
     this.#prev = lineHash(line);
     this.onAppend?.(entry, line);

@@ -14,7 +14,7 @@
  */
 import { createHash, createPublicKey } from 'node:crypto';
 import { createReadStream, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { canonicalJson } from './canonicalJson.js';
 import { loadDockPublicKey } from './dockKey.js';
 import { verifyLedgerFile, type LedgerEntry, type LedgerProblem } from './Ledger.js';
@@ -62,10 +62,11 @@ export async function verifyCustody(dataDir: string): Promise<CustodyReport> {
     if (e.event === 'enrolled' && e.serial) enrolled.set(e.serial, new Set([...(enrolled.get(e.serial) ?? []), String(e.details['fingerprint'])]));
     if (e.event === 'ledger_opened' && typeof e.details['sink'] === 'string' && e.details['sink'].startsWith('dir:')) vaults.add(e.details['sink'].slice(4));
   }
-  // A data dir copied elsewhere (an evidence hand-over) still names the original path.
+  // A data dir copied elsewhere (an evidence hand-over) still names the original path:
+  // the copy's own vault is the one to check, even if the original still exists.
   const own = join(dataDir, 'vault');
   for (const v of [...vaults]) {
-    if (!existsSync(v) && v.endsWith('/vault') && existsSync(own)) {
+    if (v !== own && basename(v) === 'vault' && existsSync(own)) {
       vaults.delete(v);
       vaults.add(own);
     }
@@ -98,7 +99,11 @@ export async function verifyCustody(dataDir: string): Promise<CustodyReport> {
           bad('sidecar is not valid JSON');
           continue;
         }
-        if (sc.format !== SIDECAR_FORMAT) bad(`sidecar format ${JSON.stringify(sc.format)} is not ${SIDECAR_FORMAT}`);
+        if (!sc || typeof sc !== 'object' || sc.format !== SIDECAR_FORMAT || !Array.isArray(sc.custody) || typeof sc.manifestCanonical !== 'string' || typeof sc.signature !== 'string' || typeof sc.devicePublicKeyPem !== 'string') {
+          bad(`sidecar is not a ${SIDECAR_FORMAT} document (a field is missing or of the wrong type)`);
+          inVault.add(key(serial, clipId));
+          continue;
+        }
         checked++;
         inVault.add(key(serial, clipId));
         const manifestBytes = Buffer.from(sc.manifestCanonical ?? '', 'latin1');
@@ -129,10 +134,22 @@ export async function verifyCustody(dataDir: string): Promise<CustodyReport> {
           const fp = createHash('sha256').update(raw).digest('hex');
           if (!enrolled.get(serial)?.has(fp)) bad(`the device key in the sidecar (sha256 ${fp.slice(0, 16)}…) is not one the ledger shows enrolled for ${serial}`);
         }
-        for (const line of sc.custody ?? []) {
-          if (lineBySeq.get(line.seq) !== canonicalJson(line)) bad(`the sidecar's custody line seq ${line.seq} is not the ledger's line`);
-        }
         const events = byClip.get(key(serial, clipId)) ?? [];
+        // The sidecar carries every ledger line about this clip up to its last one, in order.
+        const lastSeq = Math.max(0, ...sc.custody.map((l) => (typeof l?.seq === 'number' ? l.seq : 0)));
+        const expected = events.filter((e) => e.seq <= lastSeq).map((e) => canonicalJson(e));
+        const carried = sc.custody.map((l) => {
+          try {
+            return canonicalJson(l);
+          } catch {
+            return '(not canonical)';
+          }
+        });
+        for (const [i, line] of carried.entries()) {
+          const seq = (sc.custody[i] as { seq?: unknown } | null)?.seq;
+          if (typeof seq !== 'number' || lineBySeq.get(seq) !== line) bad(`the sidecar's custody line ${i + 1} (seq ${String(seq)}) is not the ledger's line`);
+        }
+        if (carried.length !== expected.length || carried.some((l, i) => l !== expected[i])) bad(`the sidecar carries ${carried.length} custody lines, the ledger has ${expected.length} for this clip up to seq ${lastSeq}: lines were removed or added`);
         const stored = events.find((e) => e.event === 'stored' && e.details['sha256'] === m.sha256);
         if (!stored) bad('the ledger has no "stored" event with this hash for this clip');
         const released = events.find((e) => e.event === 'released');
@@ -151,12 +168,22 @@ export async function verifyCustody(dataDir: string): Promise<CustodyReport> {
     for (const e of events) {
       if (e.event === 'chain_gap') gapsRecorded.add(k);
       if (e.event === 'released') releasedClips.add(k);
-      if (e.event === 'quarantined') quarantined.push({ serial, clipId, reason: `${String(e.details['check'])}: ${String(e.details['reason'])}` });
+      if (e.event === 'quarantined' && !quarantined.some((q) => q.serial === serial && q.clipId === clipId)) quarantined.push({ serial, clipId, reason: `${String(e.details['check'])}: ${String(e.details['reason'])}` });
       if ((e.event === 'quarantined' || e.event === 'verified') && typeof e.details['chain'] === 'string' && typeof e.details['seq'] === 'number' && typeof e.details['prevChain'] === 'string') {
         addLink(serial, { seq: e.details['seq'], prevChain: e.details['prevChain'], chain: e.details['chain'], clipId });
       }
     }
     if (events.some((e) => e.event === 'stored') && !inVault.has(k)) missing.push({ serial, clipId, problem: 'the ledger says it was stored, but it is not in the vault' });
+  }
+
+  // Quarantined clips are evidence too: the file must still be what the dock quarantined.
+  for (const q of quarantined) {
+    const qe = byClip.get(key(q.serial, q.clipId))?.filter((e) => e.event === 'quarantined').at(-1);
+    const want = qe ? String(qe.details['diskSha256']) : '';
+    const dir = join(dataDir, 'quarantine', q.serial);
+    const file = existsSync(dir) ? readdirSync(dir).find((f) => f.startsWith(`${q.clipId}.`) && !f.endsWith('.reason.json')) : undefined;
+    if (!file) missing.push({ serial: q.serial, clipId: q.clipId, problem: 'quarantined, but its file is not in quarantine/' });
+    else if ((await sha256File(join(dir, file))).sha256 !== want) missing.push({ serial: q.serial, clipId: q.clipId, problem: `the quarantined file no longer hashes to ${want.slice(0, 16)}…, the hash recorded when it was quarantined` });
   }
 
   const gaps: ClipProblem[] = [];

@@ -11,7 +11,9 @@
  */
 import { EventEmitter } from 'node:events';
 import { stat } from 'node:fs/promises';
-import type { Ledger } from '../custody/Ledger.js';
+import { dirname } from 'node:path';
+import { fsyncDir } from '../durableFs.js';
+import type { Details, Ledger } from '../custody/Ledger.js';
 import { parseManifest } from '../custody/manifest.js';
 import { DockError, isDockError, toDockError } from '../errors.js';
 import type { Candidate } from '../hal/discovery.js';
@@ -59,6 +61,7 @@ export class Bay extends EventEmitter<BayEvents> {
   #error: DockError | undefined;
   #closed = false;
   #releasing: Promise<void> = Promise.resolve();
+  #authenticated = false;
   readonly #d: BayDeps;
   readonly #log: Logger;
 
@@ -93,7 +96,7 @@ export class Bay extends EventEmitter<BayEvents> {
       const e = toDockError(err, 'INTERNAL', `bay ${this.candidate.path} failed`);
       if (e.code === 'HAL_DISCONNECTED' || e.code === 'PROTO_CLOSED') {
         this.#setState('gone');
-        if (this.#serial) this.#d.ledger.append('undocked', { serial: this.#serial, details: { path: this.candidate.path, during: 'ingest' } });
+        if (this.#serial) this.#appendQuietly('undocked', { serial: this.#serial, details: { path: this.candidate.path, during: 'ingest' } });
         this.#log.info({ serial: this.#serial }, 'camera undocked mid-ingest; work resumes at its next dock');
       } else {
         this.#error = e;
@@ -112,7 +115,7 @@ export class Bay extends EventEmitter<BayEvents> {
   releaseStored(): Promise<void> {
     const run = this.#releasing.then(async () => {
       const s = this.#session;
-      if (!s || s.closed || !this.#serial) return;
+      if (!s || s.closed || !this.#serial || !this.#authenticated) return;
       for (const c of this.#d.store.clips({ serial: this.#serial, state: 'stored' })) await this.#release(s, c);
     });
     this.#releasing = run.catch(() => undefined);
@@ -123,6 +126,15 @@ export class Bay extends EventEmitter<BayEvents> {
     this.#closed = true;
     await this.#session?.close().catch(() => undefined);
     if (!this.settled) this.#setState('gone');
+  }
+
+  /** For events written where an error has nowhere to go (an event listener, a catch). */
+  #appendQuietly(event: 'undocked', what: { serial: string; details: Details }): void {
+    try {
+      this.#d.ledger.append(event, what);
+    } catch (err) {
+      this.#log.error({ serial: what.serial, event, err: (err as Error).message }, 'could not write a ledger event');
+    }
   }
 
   #setState(state: BayState): void {
@@ -137,7 +149,7 @@ export class Bay extends EventEmitter<BayEvents> {
     this.#session = session;
     session.once('disconnected', () => {
       if (!this.settled || this.#state === 'done') {
-        if (this.#state === 'done' && this.#serial) ledger.append('undocked', { serial: this.#serial, details: { path: this.candidate.path } });
+        if (this.#state === 'done' && this.#serial) this.#appendQuietly('undocked', { serial: this.#serial, details: { path: this.candidate.path } });
         this.#setState('gone');
       }
     });
@@ -145,10 +157,6 @@ export class Bay extends EventEmitter<BayEvents> {
     const serial = hello.serial;
     this.#serial = serial;
     const where = { serial };
-    if (!this.#d.claim(serial, this)) {
-      this.#refuse(session, `camera ${serial} is already docked in another bay; two devices claim one serial`, 'INGEST_DUPLICATE');
-      return;
-    }
     const camera = store.camera(serial);
     if (!camera || camera.revoked) {
       this.#refuse(session, `camera ${serial} is ${camera ? 'revoked' : 'not enrolled'}; nothing is taken from it. Enroll it with \`dockside enroll ${serial}\` if it belongs to this agency`, 'INGEST_UNENROLLED');
@@ -161,21 +169,37 @@ export class Bay extends EventEmitter<BayEvents> {
       this.#refuse(session, err.message, 'PROTO_AUTH');
       return;
     }
+    // Only a device that proved the enrolled key takes the serial's bay: nothing (a
+    // RELEASE above all) goes to a device that merely said the serial in HELLO.
+    if (!this.#d.claim(serial, this)) {
+      this.#refuse(session, `camera ${serial} is already docked in another bay; two devices claim one serial`, 'INGEST_DUPLICATE');
+      return;
+    }
+    this.#authenticated = true;
     ledger.append('docked', { ...where, details: { path: this.candidate.path, transport: this.candidate.kind, model: hello.model, firmware: hello.firmware } });
     this.#log.info({ serial, model: hello.model, firmware: hello.firmware }, 'camera docked and authenticated');
     await this.#setClock(session, serial);
     this.#setState('pulling');
     await this.releaseStored();
     const { clips, refused } = await session.listClips();
+    const onCameraRefused = new Set<string>();
     for (const r of refused) ledger.append('refused', { serial, details: { clipId: r.id, reason: r.error.message } });
     for (const c of clips) {
-      if (c.released || store.clip(serial, c.id)) continue;
+      if (c.released) continue;
+      const known = store.clip(serial, c.id);
+      if (known && (known.seq !== c.seq || known.size !== c.size)) {
+        ledger.append('refused', { serial, clipId: c.id, details: { reason: `clip id reused: listed as seq ${c.seq}, ${c.size} bytes; recorded as seq ${known.seq}, ${known.size} bytes. The new clip stays on the camera`, code: 'INGEST_DUPLICATE' } });
+        this.#log.error({ serial, clipId: c.id }, 'camera reused a clip id for different content; left on the camera');
+        onCameraRefused.add(c.id);
+        continue;
+      }
+      if (known) continue;
       // The event first: a crash between the two repeats it, and never loses it.
       ledger.append('listed', { serial, clipId: c.id, details: { seq: c.seq, size: c.size } });
       store.addListed({ serial, clipId: c.id, seq: c.seq, size: c.size, trigger: c.trigger, startMs: c.startMs });
     }
     this.#d.pipeline.kick(serial);
-    const onCamera = new Map(clips.map((c) => [c.id, c]));
+    const onCamera = new Map(clips.filter((c) => !onCameraRefused.has(c.id)).map((c) => [c.id, c]));
     for (const row of store.clips({ serial, state: ['listed', 'pulling'] })) {
       const entry = onCamera.get(row.clipId);
       if (!entry) continue; // no longer on the camera: stays as it is, reported by `queue`
@@ -254,6 +278,7 @@ export class Bay extends EventEmitter<BayEvents> {
     const final = spool.clipPath(serial, clipId, row.container);
     // A crash between the rename and the commit: the pull is complete on disk.
     if (row.offset === row.size && (await stat(final).catch(() => undefined))) {
+      await fsyncDir(dirname(final)); // the rename may not be durable yet
       const { sha256 } = await this.#d.hashes.hash(final);
       return this.#spooled(row, sha256);
     }

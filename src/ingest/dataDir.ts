@@ -6,10 +6,10 @@
  *   DATA_DIR/dockside.lock  state.db  dock.key.pem  dock.pub.pem  ledger.jsonl
  *            spool/  quarantine/  vault/ (the default sink)  sim/ (with --sim)
  */
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { loadOrCreateDockKey, type DockKey } from '../custody/dockKey.js';
-import { Ledger, type LedgerEntry } from '../custody/Ledger.js';
+import { Ledger, readTail, type LedgerEntry } from '../custody/Ledger.js';
 import { Store } from '../queue/Store.js';
 import { DataDirLock } from './dataDirLock.js';
 
@@ -29,12 +29,9 @@ export interface DataDir {
 function reindexTail(store: Store, ledgerPath: string): void {
   if (!existsSync(ledgerPath)) return;
   const indexed = store.maxEventSeq();
-  const lines = readFileSync(ledgerPath, 'utf8').split('\n');
-  for (let i = lines.length - 1; i >= 0; i--) {
-    const line = lines[i]!;
-    if (!line) continue;
+  const { lines } = readTail(ledgerPath, Number.MAX_SAFE_INTEGER, (line) => (JSON.parse(line) as LedgerEntry).seq <= indexed);
+  for (const line of lines) {
     const e = JSON.parse(line) as LedgerEntry;
-    if (e.seq <= indexed) break;
     if (e.serial && e.clipId) store.addEvent(e.serial, e.clipId, e.seq, line);
   }
 }
