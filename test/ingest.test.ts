@@ -175,6 +175,42 @@ describe('dockside run (in-process)', () => {
   });
 });
 
+describe('chain order when a clip cannot be pulled', () => {
+  // Regression: clips were chain-checked against the last chain value seen, so when
+  // clip 1 failed to pull and clip 2 arrived first, a false chain_gap was recorded.
+  it('a later clip waits for the earlier one (no false gap); the next docking completes both', async () => {
+    const { RemoteError } = await import('../src/protocol/Endpoint.js');
+    const dataDir = mkdtempSync(join(tmpdir(), 'dockside-ingest-'));
+    dirs.push(dataDir);
+    const sim = { cameras: 1, clips: 2, seed: 4, link: 'loopback' as const, record: { mode: 'synthetic' as const, syntheticBytes: 50_000 }, faults: parseFaults('') };
+    const first = await Daemon.open({ dataDir, spool: { minFreeBytes: 1024 * 1024 }, sim });
+    const camera = first.simFleet!.cameras[0]!;
+    const clip1 = camera.flash.clips()[0]!.manifest.clipId;
+    const read = camera.defaultBehaviour('READ');
+    let failures = 0;
+    camera.override('READ', (req, ctx) => {
+      if (req.clipId !== clip1) return read(req, ctx);
+      failures++;
+      throw new RemoteError('BAD_RANGE', 'flash read error (test)');
+    });
+    await first.start();
+    const s1 = await first.whenIdle();
+    const c1 = first.store.clip(camera.serial, clip1)!;
+    await first.close();
+    expect(failures).toBeGreaterThan(0);
+    expect(c1.state).toBe('pulling');
+    expect(s1).toMatchObject({ stored: 0, released: 0 });
+    expect(ledger(dataDir).filter((e) => e.event === 'chain_gap')).toEqual([]);
+    const second = await Daemon.open({ dataDir, spool: { minFreeBytes: 1024 * 1024 }, sim });
+    await second.start();
+    const s2 = await second.whenIdle();
+    await second.close();
+    expect(s2).toMatchObject({ clips: 2, stored: 2, released: 2 });
+    expect(ledger(dataDir).filter((e) => e.event === 'chain_gap')).toEqual([]);
+    expect((await verifyCustody(dataDir)).ok).toBe(true);
+  });
+});
+
 describe('custody verify catches tampering with what the dock kept', () => {
   it('a custody line removed from a sidecar, a sidecar of the wrong shape, a changed quarantined file', async () => {
     const { writeFileSync } = await import('node:fs');

@@ -116,7 +116,13 @@ export class Daemon {
   static async open(opts: DaemonOptions): Promise<Daemon> {
     const d = new Daemon(opts);
     d.ledger.append('ledger_opened', { details: { dock: d.dockKey.fingerprint, sink: d.sink.name } });
+    if (opts.sim) await d.#openSim(opts.sim); // created and enrolled now, docked by start()
     return d;
+  }
+
+  /** The simulated cameras, with --sim (tests and the firmware engineers' tooling reach them here). */
+  get simFleet(): SimFleet | undefined {
+    return this.#fleet;
   }
 
   get bays(): Bay[] {
@@ -128,7 +134,7 @@ export class Daemon {
     // The heartbeat keeps the daemon alive when nothing else would (a loopback fleet
     // holds no handles) and retries anything left waiting.
     this.#heartbeat = setInterval(() => this.pipeline.kick(), HEARTBEAT_MS);
-    if (this.#opts.sim) await this.#startSim(this.#opts.sim);
+    if (this.#fleet) await this.#fleet.dockAll();
     if (!this.#opts.sim || this.#opts.sim.link === 'pty') {
       const discovery = new Discovery({ portsDir: this.#opts.sim ? this.#fleet!.portsDir : this.#opts.portsDir, usb: this.#opts.sim ? false : this.#opts.usb, log: this.#log.child({ part: 'discovery' }) });
       discovery.on('attach', (c) => this.#attach(c));
@@ -174,7 +180,7 @@ export class Daemon {
     await this.#dir.close();
   }
 
-  async #startSim(sim: SimOptions): Promise<void> {
+  async #openSim(sim: SimOptions): Promise<void> {
     const fleet = await SimFleet.open({
       dir: join(this.dataDir, 'sim'),
       cameras: sim.cameras,
@@ -199,7 +205,6 @@ export class Daemon {
       fleet.on('undocked', (serial) => this.#detach(`sim:${serial}:a`));
     }
     fleet.on('error', (err) => this.#log.error({ err: err.message }, 'simulator error'));
-    await fleet.dockAll();
   }
 
   #attach(c: Candidate): void {

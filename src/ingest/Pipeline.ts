@@ -106,7 +106,7 @@ export class Pipeline extends EventEmitter<PipelineEvents> {
       const next = this.#d.store.clips({ serial, state: ['spooled', 'verified', 'uploading'] })[0];
       if (!next) return;
       try {
-        await this.#advance(next);
+        if ((await this.#advance(next)) === 'deferred') return; // kicked again when the earlier clip is spooled
         this.#failures.delete(serial);
       } catch (err) {
         const error = toDockError(err, 'INTERNAL', `processing ${serial}/${next.clipId} failed`);
@@ -120,8 +120,8 @@ export class Pipeline extends EventEmitter<PipelineEvents> {
     }
   }
 
-  /** Takes one clip one step further. */
-  async #advance(c: ClipRow): Promise<void> {
+  /** Takes one clip one step further, or defers it until the clip before it is in. */
+  async #advance(c: ClipRow): Promise<'deferred' | void> {
     if (c.state === 'spooled') return this.#verify(c);
     if (c.state === 'verified') {
       this.#d.store.transition(c.serial, c.clipId, 'uploading');
@@ -130,10 +130,42 @@ export class Pipeline extends EventEmitter<PipelineEvents> {
     if (c.state === 'uploading') return this.#storeClip(c);
   }
 
-  async #verify(c: ClipRow): Promise<void> {
+  /**
+   * The chain value this clip must continue: that of the clip with seq - 1 when the
+   * dock has it with an authentic manifest; 'wait' while that clip is still on its way
+   * (listed or being pulled: verifying now would report a gap that is not there);
+   * otherwise the last chain value recorded for the camera (a clip missing from the
+   * camera, or one whose manifest could not be trusted, shows as a gap, rightly).
+   */
+  #expectedPrevChain(c: ClipRow, seq: number, deviceKey: Buffer, lastChain: string | null): string | null | 'wait' {
+    if (seq <= 1) return null; // checkClip takes null as the genesis value
+    const prev = this.#d.store.clipBySeq(c.serial, seq - 1);
+    if (!prev) return lastChain;
+    if (prev.state === 'listed' || prev.state === 'pulling' || prev.state === 'spooled') return 'wait';
+    if (prev.manifest && prev.signature && verifyManifestSignature(prev.manifest, prev.signature, deviceKey)) {
+      try {
+        return parseManifest(prev.manifest).chain;
+      } catch {
+        return lastChain;
+      }
+    }
+    return lastChain;
+  }
+
+  async #verify(c: ClipRow): Promise<'deferred' | void> {
     const { store, ledger, spool, hashes, log } = this.#d;
     const camera = store.camera(c.serial);
     if (!camera) throw new DockError('INTERNAL', `clip ${c.serial}/${c.clipId} is spooled but its camera is not enrolled`);
+    let expectedPrev: string | null = camera.lastChain;
+    if (c.manifest) {
+      try {
+        const e = this.#expectedPrevChain(c, parseManifest(c.manifest).seq, camera.publicKey, camera.lastChain);
+        if (e === 'wait') return 'deferred';
+        expectedPrev = e;
+      } catch {
+        // an unparsable manifest: the checks below quarantine the clip
+      }
+    }
     const container = c.container;
     const path = spool.clipPath(c.serial, c.clipId, container);
     if (!(await stat(path).catch(() => undefined))) {
@@ -161,7 +193,7 @@ export class Pipeline extends EventEmitter<PipelineEvents> {
       diskSha256: disk.sha256,
       diskBytes: disk.bytes,
       receivedSha256: c.rxSha256 ?? '',
-      lastChain: camera.lastChain,
+      lastChain: expectedPrev,
     });
     const where = { serial: c.serial, clipId: c.clipId };
     if (!verdict.ok) {

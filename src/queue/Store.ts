@@ -203,6 +203,11 @@ export class Store {
     return r.changes > 0;
   }
 
+  clipBySeq(serial: string, seq: number): ClipRow | undefined {
+    const r = this.#db.prepare('SELECT * FROM clips WHERE serial = ? AND seq = ? ORDER BY updated_ms DESC LIMIT 1').get(serial, seq) as Record<string, unknown> | undefined;
+    return r ? toClip(r) : undefined;
+  }
+
   clip(serial: string, clipId: string): ClipRow | undefined {
     const r = this.#db.prepare('SELECT * FROM clips WHERE serial = ? AND clip_id = ?').get(serial, clipId) as Record<string, unknown> | undefined;
     return r ? toClip(r) : undefined;

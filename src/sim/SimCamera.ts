@@ -107,6 +107,11 @@ export class SimCamera extends EventEmitter<SimCameraEvents> {
     this.#conn?.endpoint.setHandler(name, this.#withStall(h)[name] as Handler<N>);
   }
 
+  /** The default firmware behaviour for a message, for a test override that wraps it. */
+  defaultBehaviour<N extends RequestName>(name: N): Handler<N> {
+    return this.#defaults()[name] as Handler<N>;
+  }
+
   /** Resolves with the first request from the dock that matches, or rejects after timeoutMs. */
   expectDockMessage(timeoutMs: number, predicate: (r: ReceivedRequest) => boolean = () => true): Promise<ReceivedRequest> {
     return new Promise((resolve, reject) => {
