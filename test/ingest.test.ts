@@ -12,6 +12,7 @@ import { parseFaults } from '../src/sim/faults.js';
 import { Flash } from '../src/sim/Flash.js';
 import type { Sidecar } from '../src/custody/sidecar.js';
 import type { LedgerEntry } from '../src/custody/Ledger.js';
+import { sampleManifest } from './helpers/manifests.js';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -240,7 +241,7 @@ describe('dockside run: media check and spool space', () => {
   it('a clip that fails the media check but matches its signed hash is stored and flagged, not quarantined', async () => {
     const { randomBytes } = await import('node:crypto');
     const { writeFileSync } = await import('node:fs');
-    const { sealManifest, signManifest, GENESIS_CHAIN } = await import('../src/custody/manifest.js');
+    const { sealManifest, signManifest } = await import('../src/custody/manifest.js');
     const { simSerial } = await import('../src/sim/SimCamera.js');
     const dataDir = mkdtempSync(join(tmpdir(), 'dockside-ingest-'));
     dirs.push(dataDir);
@@ -253,11 +254,9 @@ describe('dockside run: media check and spool space', () => {
     const clipId = '20261130T060000Z-000001';
     const bytes = randomBytes(50_000);
     writeFileSync(flash.clipPath(clipId, 'mp4'), bytes);
-    const { bytes: manifest } = sealManifest({
-      format: 'dockside-manifest-v1', serial, model: 'Sentinel BC4', firmware: '4.2.1', clipId, seq: 1, officerId: 'OFC-1',
-      startMs: Date.UTC(2026, 10, 30, 6), endMs: Date.UTC(2026, 10, 30, 6) + 3000, durationMs: 3000, preEventS: 30, trigger: 'button', gps: null,
-      container: 'mp4', size: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex'), prevChain: GENESIS_CHAIN,
-    });
+    const { bytes: manifest } = sealManifest(
+      sampleManifest(bytes, { serial, clipId, officerId: 'OFC-1', startMs: Date.UTC(2026, 10, 30, 6), endMs: Date.UTC(2026, 10, 30, 6) + 3000, gps: null }),
+    );
     flash.addClip(manifest, signManifest(manifest, flash.privateKey));
     flash.updateIdentity({ lastSeq: 1 });
     await flash.close();

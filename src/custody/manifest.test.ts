@@ -1,27 +1,10 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { computeChain, GENESIS_CHAIN, parseManifest, sealManifest, signManifest, verifyManifestSignature, type UnchainedManifest } from './manifest.js';
+import { computeChain, parseManifest, sealManifest, signManifest, verifyManifestSignature, type UnchainedManifest } from './manifest.js';
 import { spkiToRawEd25519 } from '../protocol/auth.js';
+import { sampleManifest } from '../../test/helpers/manifests.js';
 
-const base: UnchainedManifest = {
-  format: 'dockside-manifest-v1',
-  serial: 'BC4-0000TEST',
-  model: 'Sentinel BC4',
-  firmware: '4.2.1',
-  clipId: '20261130T060000Z-000001',
-  seq: 1,
-  officerId: 'OFC-1234',
-  startMs: 1_764_482_400_000,
-  endMs: 1_764_482_403_000,
-  durationMs: 3000,
-  preEventS: 30,
-  trigger: 'button',
-  gps: { latE7: 389_000_000, lonE7: -770_300_000, accuracyM: 5 },
-  container: 'mp4',
-  size: 1234,
-  sha256: 'ab'.repeat(32),
-  prevChain: GENESIS_CHAIN,
-};
+const base: UnchainedManifest = sampleManifest(Buffer.alloc(0), { size: 1234, sha256: 'ab'.repeat(32) });
 
 describe('manifest', () => {
   const { privateKey, publicKey } = generateKeyPairSync('ed25519');

@@ -7,33 +7,16 @@ import { spkiToRawEd25519 } from '../protocol/auth.js';
 import { canonicalJson } from './canonicalJson.js';
 import { loadOrCreateDockKey } from './dockKey.js';
 import { Ledger, type LedgerEntry } from './Ledger.js';
-import { GENESIS_CHAIN, parseManifest, sealManifest, signManifest, verifyManifestSignature } from './manifest.js';
+import { parseManifest, sealManifest, signManifest, verifyManifestSignature } from './manifest.js';
 import { buildSidecar, devicePem, SIDECAR_FORMAT, type Sidecar } from './sidecar.js';
+import { sampleManifest } from '../../test/helpers/manifests.js';
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 const device = generateKeyPairSync('ed25519');
 const deviceRaw = spkiToRawEd25519(device.publicKey.export({ type: 'spki', format: 'der' }));
 const CLIP = Buffer.from('clip bytes for the sidecar');
 
-const { manifest, bytes } = sealManifest({
-  format: 'dockside-manifest-v1',
-  serial: 'BC4-SIDECAR1',
-  model: 'Sentinel BC4',
-  firmware: '4.2.1',
-  clipId: '20261130T060000Z-000001',
-  seq: 1,
-  officerId: 'OFC-1234',
-  startMs: 1_764_482_400_000,
-  endMs: 1_764_482_403_000,
-  durationMs: 3000,
-  preEventS: 30,
-  trigger: 'button',
-  gps: { latE7: 389_000_000, lonE7: -770_300_000, accuracyM: 5 },
-  container: 'mp4',
-  size: CLIP.length,
-  sha256: sha(CLIP),
-  prevChain: GENESIS_CHAIN,
-});
+const { manifest, bytes } = sealManifest(sampleManifest(CLIP, { serial: 'BC4-SIDECAR1' }));
 const signature = signManifest(bytes, device.privateKey);
 
 let root: string;

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GENESIS_CHAIN, sealManifest, signManifest, type Manifest, type UnchainedManifest } from '../custody/manifest.js';
 import { recordTestClip } from '../media.js';
+import { sampleManifest } from '../../test/helpers/manifests.js';
 import { spkiToRawEd25519 } from '../protocol/auth.js';
 import { checkClip, type ClipEvidence, type Verdict } from './checkClip.js';
 import { DURATION_TOLERANCE_MS, mediaCheck } from './mediaCheck.js';
@@ -20,26 +21,17 @@ const clip1 = Buffer.from('first clip bytes '.repeat(100));
 const clip2 = Buffer.from('second clip bytes '.repeat(90));
 
 function unchained(seq: number, bytes: Buffer, prevChain: string, over: Partial<UnchainedManifest> = {}): UnchainedManifest {
-  return {
-    format: 'dockside-manifest-v1',
+  return sampleManifest(bytes, {
     serial: SERIAL,
-    model: 'Sentinel BC4',
-    firmware: '4.2.1',
     clipId: `20261130T06000${seq}Z-00000${seq}`,
     seq,
-    officerId: 'OFC-1234',
     startMs: 1_764_482_400_000 + seq * 10_000,
     endMs: 1_764_482_403_000 + seq * 10_000,
-    durationMs: 3000,
-    preEventS: 30,
-    trigger: 'button',
     gps: null,
     container: 'bin',
-    size: bytes.length,
-    sha256: sha(bytes),
     prevChain,
     ...over,
-  };
+  });
 }
 
 const m1 = sealManifest(unchained(1, clip1, GENESIS_CHAIN));

@@ -30,13 +30,20 @@ export function libusbBus(): UsbBus {
   };
 }
 
-export function deviceRecord(device: Device): UsbDeviceRecord {
+/** Where a device is and what it is: the same for a listing record and an open handle. */
+function identity(device: Device): Pick<UsbDeviceRecord, 'busNumber' | 'deviceAddress' | 'portNumbers' | 'vendorId' | 'productId'> {
   return {
     busNumber: device.busNumber,
     deviceAddress: device.deviceAddress,
     portNumbers: device.portNumbers ?? undefined,
     vendorId: device.deviceDescriptor.idVendor,
     productId: device.deviceDescriptor.idProduct,
+  };
+}
+
+export function deviceRecord(device: Device): UsbDeviceRecord {
+  return {
+    ...identity(device),
     interfaces: () => readInterfaces(device),
     handle: () => wrapDevice(device),
   };
@@ -61,11 +68,7 @@ function readInterfaces(device: Device): UsbInterfaceDescription[] | undefined {
 
 export function wrapDevice(device: Device): UsbDeviceHandle {
   return {
-    busNumber: device.busNumber,
-    deviceAddress: device.deviceAddress,
-    portNumbers: device.portNumbers ?? undefined,
-    vendorId: device.deviceDescriptor.idVendor,
-    productId: device.deviceDescriptor.idProduct,
+    ...identity(device),
     get timeout() {
       return device.timeout;
     },
