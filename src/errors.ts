@@ -45,9 +45,11 @@ export const ERROR_CODES = [
   'INGEST_SPOOL_FULL',
   'INGEST_DUPLICATE',
   // sinks (evidence stores)
-  'SINK_WRITE',
-  'SINK_FULL',
-  'SINK_MISMATCH',
+  'SINK_WRITE', // a failure that may pass (a 5xx, a reset): retried with backoff
+  'SINK_UNAVAILABLE', // the store cannot be reached at all (refused, timed out, DNS): the queue holds
+  'SINK_FULL', // the store is out of space or quota: the queue pauses, alerts, probes and resumes
+  'SINK_REFUSED', // the store refuses this for good (403, 400, no such bucket): the clip is failed, kept
+  'SINK_MISMATCH', // the store's copy does not hash to the manifest: never counted as stored
   // configuration and command line
   'CONFIG_INVALID',
   'CLI_USAGE',

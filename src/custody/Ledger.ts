@@ -37,6 +37,8 @@ export const CUSTODY_EVENTS = [
   'quarantined',
   'chain_gap',
   'media_flagged',
+  'upload_failed', // the store refused the clip for good: kept spooled and on the camera
+  'upload_retried', // an operator put a failed clip back in the upload queue
   'stored',
   'released',
   'release_refused',

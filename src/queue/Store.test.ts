@@ -31,11 +31,12 @@ const PATH_TO: Record<ClipState, ClipState[]> = {
   verified: ['pulling', 'spooled', 'verified'],
   quarantined: ['pulling', 'spooled', 'quarantined'],
   uploading: ['pulling', 'spooled', 'verified', 'uploading'],
+  failed: ['pulling', 'spooled', 'verified', 'uploading', 'failed'],
   stored: ['pulling', 'spooled', 'verified', 'uploading', 'stored'],
   released: ['pulling', 'spooled', 'verified', 'uploading', 'stored', 'released'],
 };
 
-const LEGAL = new Set(['listed>pulling', 'pulling>spooled', 'spooled>verified', 'spooled>quarantined', 'verified>uploading', 'uploading>stored', 'stored>released']);
+const LEGAL = new Set(['listed>pulling', 'pulling>spooled', 'spooled>verified', 'spooled>quarantined', 'verified>uploading', 'uploading>stored', 'uploading>verified', 'uploading>failed', 'failed>verified', 'stored>released']);
 
 function bring(s: Store, clipId: string, state: ClipState): void {
   for (const to of PATH_TO[state]) s.transition(SERIAL, clipId, to);
@@ -174,6 +175,11 @@ describe('Store: clips', () => {
       flags: null,
       receipt: null,
       rxSha256: null,
+      priority: 0,
+      attempts: 0,
+      nextAttemptMs: 0,
+      lastError: null,
+      spoolKept: false,
       updatedMs: 5,
     });
     expect(s.clip(SERIAL, 'C2')).toBeUndefined();
@@ -217,7 +223,7 @@ describe('Store: clips', () => {
     expect(s.clips({ state: 'listed' }).map((c) => c.clipId)).toEqual(['X', 'C1']);
     expect(s.clips({ serial: SERIAL, state: ['stored', 'quarantined'] }).map((c) => c.clipId)).toEqual(['C2', 'C10']);
     expect(s.clips({ state: [] as ClipState[] }).length).toBe(0);
-    expect(s.countByState()).toEqual({ listed: 2, pulling: 0, spooled: 0, verified: 0, quarantined: 1, uploading: 0, stored: 1, released: 0 });
+    expect(s.countByState()).toEqual({ listed: 2, pulling: 0, spooled: 0, verified: 0, quarantined: 1, uploading: 0, failed: 0, stored: 1, released: 0 });
   });
 
   it('atomically() commits all or nothing', () => {
@@ -351,5 +357,68 @@ describe('Store: on disk', () => {
       thrown = err;
     }
     expect(isDockError(thrown, 'CONFIG_INVALID')).toBe(true);
+  });
+});
+
+describe('Store: upload queue order and bookkeeping', () => {
+  function add(s: Store, clipId: string, seq: number, trigger: number, startMs: number): void {
+    expect(s.addListed({ serial: SERIAL, clipId, seq, size: 10, trigger, startMs }, 1)).toBe(true);
+    bring(s, clipId, 'verified');
+  }
+
+  it('priority-triggered clips go first, then the oldest recording; backoff holds a clip back until its time', () => {
+    const s = openStore();
+    add(s, 'OLD', 1, 0, 1000);
+    add(s, 'NEW', 2, 1, 3000);
+    add(s, 'PRIO', 3, 2, 5000); // trigger 2: the camera's priority trigger
+    add(s, 'MID', 4, 0, 2000);
+    expect(s.clip(SERIAL, 'PRIO')?.priority).toBe(1);
+    expect(s.uploadOrder(0, 10).map((c) => c.clipId)).toEqual(['PRIO', 'OLD', 'MID', 'NEW']);
+    expect(s.uploadOrder(0, 2).map((c) => c.clipId)).toEqual(['PRIO', 'OLD']);
+    expect(s.uploadOrder(0, 2, new Set([`${SERIAL}/PRIO`])).map((c) => c.clipId)).toEqual(['OLD', 'MID']);
+
+    s.transition(SERIAL, 'OLD', 'uploading');
+    s.transition(SERIAL, 'OLD', 'verified', { attempts: 1, nextAttemptMs: 500, lastError: 'store unreachable' });
+    expect(s.uploadOrder(499, 10).map((c) => c.clipId)).toEqual(['PRIO', 'MID', 'NEW']);
+    expect(s.nextUploadAttemptMs(499)).toBe(500);
+    expect(s.uploadOrder(500, 10).map((c) => c.clipId)).toEqual(['PRIO', 'OLD', 'MID', 'NEW']);
+    expect(s.clip(SERIAL, 'OLD')).toMatchObject({ attempts: 1, lastError: 'store unreachable', nextAttemptMs: 500 });
+    expect(s.nextUploadAttemptMs(500)).toBeUndefined();
+  });
+
+  it('a refused clip is failed, out of the queue, and a retry puts it back with its error cleared', () => {
+    const s = openStore();
+    add(s, 'C1', 1, 0, 1000);
+    s.transition(SERIAL, 'C1', 'uploading');
+    s.transition(SERIAL, 'C1', 'failed', { reason: 'AccessDenied', lastError: 'AccessDenied', attempts: 1 });
+    expect(s.uploadOrder(Number.MAX_SAFE_INTEGER, 10)).toEqual([]);
+    expectInternal(() => s.transition(SERIAL, 'C1', 'stored'), /cannot go from failed to stored/);
+    s.transition(SERIAL, 'C1', 'verified', { attempts: 0, nextAttemptMs: 0, lastError: null });
+    expect(s.clip(SERIAL, 'C1')).toMatchObject({ state: 'verified', attempts: 0, lastError: null });
+    expect(s.uploadOrder(0, 10).map((c) => c.clipId)).toEqual(['C1']);
+  });
+
+  it('kept spool copies are listed by release time until marked removed', () => {
+    const s = openStore();
+    add(s, 'C1', 1, 0, 1000);
+    for (const to of ['uploading', 'stored'] as const) s.transition(SERIAL, 'C1', to);
+    s.transition(SERIAL, 'C1', 'released', { spoolKept: true }, 100);
+    expect(s.keptSpoolCopies(100)).toEqual([]);
+    expect(s.keptSpoolCopies(101).map((c) => c.clipId)).toEqual(['C1']);
+    s.spoolCopyRemoved(SERIAL, 'C1');
+    expect(s.keptSpoolCopies(Number.MAX_SAFE_INTEGER)).toEqual([]);
+  });
+
+  it('a state store from before the queue columns gets them on open, its clips intact', () => {
+    const raw = new Database(dbPath.replace('sub/', ''));
+    raw.exec(`CREATE TABLE clips (serial TEXT NOT NULL, clip_id TEXT NOT NULL, seq INTEGER NOT NULL, size INTEGER NOT NULL, state TEXT NOT NULL,
+      offset INTEGER NOT NULL DEFAULT 0, container TEXT NOT NULL DEFAULT 'bin', trigger INTEGER NOT NULL DEFAULT 0, start_ms INTEGER NOT NULL DEFAULT 0,
+      manifest BLOB, signature BLOB, sha256 TEXT, reason TEXT, flags TEXT, receipt TEXT, rx_sha256 TEXT, updated_ms INTEGER NOT NULL, PRIMARY KEY (serial, clip_id))`);
+    raw.prepare(`INSERT INTO clips (serial, clip_id, seq, size, state, updated_ms) VALUES (?, 'OLD1', 1, 5, 'verified', 9)`).run(SERIAL);
+    raw.close();
+    const s = new Store(dbPath.replace('sub/', ''));
+    opened.push(s);
+    expect(s.clip(SERIAL, 'OLD1')).toMatchObject({ state: 'verified', size: 5, priority: 0, attempts: 0, lastError: null, spoolKept: false });
+    expect(s.uploadOrder(0, 5).map((c) => c.clipId)).toEqual(['OLD1']);
   });
 });

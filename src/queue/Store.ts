@@ -3,8 +3,14 @@
  * enrolled cameras, every clip and where it is in its custody, and the chain value
  * last seen from each camera.
  *
- *   listed ─► pulling ─► spooled ─► verified ─► uploading ─► stored ─► released
+ *   listed ─► pulling ─► spooled ─► verified ⇄ uploading ─► stored ─► released
+ *                                 │           ▲        └► failed (the store refused it: kept
+ *                                 │           └──────────────┘  spooled and on the camera;
+ *                                 │                 `queue retry` puts it back)
  *                                 └► quarantined (kept, reported, never released)
+ *
+ * uploading ─► verified is a requeue: the upload failed for a passing reason (an
+ * outage, a full store) and is tried again later, after `next_attempt_ms`.
  *
  * Invariants kept here:
  * - Each transition is one transaction, checked against the state it leaves (a
@@ -19,7 +25,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DockError } from '../errors.js';
 
-export const CLIP_STATES = ['listed', 'pulling', 'spooled', 'verified', 'quarantined', 'uploading', 'stored', 'released'] as const;
+export const CLIP_STATES = ['listed', 'pulling', 'spooled', 'verified', 'quarantined', 'uploading', 'failed', 'stored', 'released'] as const;
 export type ClipState = (typeof CLIP_STATES)[number];
 
 /** Which state each state may move to. */
@@ -29,7 +35,8 @@ const NEXT: Record<ClipState, readonly ClipState[]> = {
   spooled: ['verified', 'quarantined'],
   verified: ['uploading'],
   quarantined: [],
-  uploading: ['stored'],
+  uploading: ['stored', 'verified', 'failed'],
+  failed: ['verified'],
   stored: ['released'],
   released: [],
 };
@@ -51,8 +58,17 @@ export interface ClipRow {
   flags: string | null; // e.g. media check findings on a stored clip
   receipt: string | null; // the sink's receipt once stored
   rxSha256: string | null; // SHA-256 of the bytes as they arrived (spooled and after)
+  priority: number; // uploaded before every clip of a lower priority (1: the camera's priority trigger)
+  attempts: number; // uploads tried and failed since it was last verified or retried
+  nextAttemptMs: number; // not tried again before this (backoff)
+  lastError: string | null; // why the last upload failed
+  spoolKept: boolean; // released, with its spool copy still kept (removed after the keep period)
   updatedMs: number;
 }
+
+/** Priority of a clip the camera recorded with its priority trigger. */
+export const PRIORITY_TRIGGERED = 1;
+const TRIGGER_PRIORITY = 2; // index of 'priority' in the protocol's TRIGGERS
 
 export interface CameraRow {
   serial: string;
@@ -63,6 +79,15 @@ export interface CameraRow {
   lastSeq: number;
   revoked: boolean;
 }
+
+/** Columns added after the first release of the schema: a data dir from then gets them on open. */
+const ADDED_CLIP_COLUMNS: Record<string, string> = {
+  priority: 'INTEGER NOT NULL DEFAULT 0',
+  attempts: 'INTEGER NOT NULL DEFAULT 0',
+  next_attempt_ms: 'INTEGER NOT NULL DEFAULT 0',
+  last_error: 'TEXT',
+  spool_kept: 'INTEGER NOT NULL DEFAULT 0',
+};
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS cameras (
@@ -91,10 +116,16 @@ CREATE TABLE IF NOT EXISTS clips (
   flags TEXT,
   receipt TEXT,
   rx_sha256 TEXT,
+  priority INTEGER NOT NULL DEFAULT 0,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_ms INTEGER NOT NULL DEFAULT 0,
+  last_error TEXT,
+  spool_kept INTEGER NOT NULL DEFAULT 0,
   updated_ms INTEGER NOT NULL,
   PRIMARY KEY (serial, clip_id)
 );
 CREATE INDEX IF NOT EXISTS clips_by_state ON clips (state, serial, seq);
+CREATE INDEX IF NOT EXISTS clips_by_upload_order ON clips (state, priority DESC, start_ms, serial, seq);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 -- The ledger lines about each clip, so a sidecar is built without rescanning the ledger.
 CREATE TABLE IF NOT EXISTS clip_events (
@@ -124,6 +155,11 @@ function toClip(r: Record<string, unknown>): ClipRow {
     flags: (r['flags'] as string | null) ?? null,
     receipt: (r['receipt'] as string | null) ?? null,
     rxSha256: (r['rx_sha256'] as string | null) ?? null,
+    priority: r['priority'] as number,
+    attempts: r['attempts'] as number,
+    nextAttemptMs: r['next_attempt_ms'] as number,
+    lastError: (r['last_error'] as string | null) ?? null,
+    spoolKept: (r['spool_kept'] as number) === 1,
     updatedMs: r['updated_ms'] as number,
   };
 }
@@ -153,10 +189,19 @@ export class Store {
       // FULL: a committed transition survives a power cut, not only a process crash.
       this.#db.pragma('synchronous = FULL');
       this.#db.pragma('foreign_keys = ON');
+      this.#migrate();
       this.#db.exec(SCHEMA);
     } catch (err) {
       throw new DockError('CONFIG_INVALID', `cannot open the state store ${path}: ${(err as Error).message}. Check the data directory's permissions and free space`, { path }, { cause: err });
     }
+  }
+
+  /** Brings an older clips table up to this schema (before SCHEMA, whose indexes need the columns). */
+  #migrate(): void {
+    const cols = this.#db.prepare('PRAGMA table_info(clips)').all() as { name: string }[];
+    if (cols.length === 0) return; // a new store: SCHEMA creates it whole
+    const have = new Set(cols.map((c) => c.name));
+    for (const [name, decl] of Object.entries(ADDED_CLIP_COLUMNS)) if (!have.has(name)) this.#db.exec(`ALTER TABLE clips ADD COLUMN ${name} ${decl}`);
   }
 
   close(): Promise<void> {
@@ -198,8 +243,8 @@ export class Store {
   /** Records a clip the camera listed; returns false if it was known already. */
   addListed(c: Pick<ClipRow, 'serial' | 'clipId' | 'seq' | 'size' | 'trigger' | 'startMs'>, nowMs = Date.now()): boolean {
     const r = this.#db
-      .prepare(`INSERT OR IGNORE INTO clips (serial, clip_id, seq, size, state, trigger, start_ms, updated_ms) VALUES (?, ?, ?, ?, 'listed', ?, ?, ?)`)
-      .run(c.serial, c.clipId, c.seq, c.size, c.trigger, c.startMs, nowMs);
+      .prepare(`INSERT OR IGNORE INTO clips (serial, clip_id, seq, size, state, trigger, start_ms, priority, updated_ms) VALUES (?, ?, ?, ?, 'listed', ?, ?, ?, ?)`)
+      .run(c.serial, c.clipId, c.seq, c.size, c.trigger, c.startMs, c.trigger === TRIGGER_PRIORITY ? PRIORITY_TRIGGERED : 0, nowMs);
     return r.changes > 0;
   }
 
@@ -247,7 +292,7 @@ export class Store {
   }
 
   /** One state transition, checked; `patch` sets reason / flags / receipt / offset with it. */
-  transition(serial: string, clipId: string, to: ClipState, patch: Partial<Pick<ClipRow, 'reason' | 'flags' | 'receipt' | 'offset' | 'rxSha256'>> = {}, nowMs = Date.now()): ClipRow {
+  transition(serial: string, clipId: string, to: ClipState, patch: TransitionPatch = {}, nowMs = Date.now()): ClipRow {
     const run = this.#db.transaction((): ClipRow => {
       const cur = this.clip(serial, clipId);
       if (!cur) throw new DockError('INTERNAL', `no clip ${serial}/${clipId} in the state store`, { serial, clipId });
@@ -258,13 +303,64 @@ export class Store {
         .prepare(
           `UPDATE clips SET state = ?, updated_ms = ?,
              reason = COALESCE(?, reason), flags = COALESCE(?, flags), receipt = COALESCE(?, receipt), offset = COALESCE(?, offset),
-             rx_sha256 = COALESCE(?, rx_sha256)
+             rx_sha256 = COALESCE(?, rx_sha256), attempts = COALESCE(?, attempts), next_attempt_ms = COALESCE(?, next_attempt_ms),
+             last_error = CASE WHEN ? THEN ? ELSE last_error END, spool_kept = COALESCE(?, spool_kept)
            WHERE serial = ? AND clip_id = ?`,
         )
-        .run(to, nowMs, patch.reason ?? null, patch.flags ?? null, patch.receipt ?? null, patch.offset ?? null, patch.rxSha256 ?? null, serial, clipId);
-      return { ...cur, state: to, updatedMs: nowMs, ...stripNulls(patch) };
+        .run(
+          to,
+          nowMs,
+          patch.reason ?? null,
+          patch.flags ?? null,
+          patch.receipt ?? null,
+          patch.offset ?? null,
+          patch.rxSha256 ?? null,
+          patch.attempts ?? null,
+          patch.nextAttemptMs ?? null,
+          patch.lastError !== undefined ? 1 : 0,
+          patch.lastError ?? null,
+          patch.spoolKept === undefined ? null : patch.spoolKept ? 1 : 0,
+          serial,
+          clipId,
+        );
+      return { ...cur, state: to, updatedMs: nowMs, ...stripNulls(patch), ...(patch.lastError === null ? { lastError: null } : {}) };
     });
     return run.immediate();
+  }
+
+  // upload queue
+
+  /**
+   * Clips waiting to be uploaded, in the order they go: priority first, then the
+   * oldest recording; only those whose backoff has passed (`nowMs`). `uploading` ones
+   * are included: after a crash they were in flight, and the upload is repeated.
+   */
+  uploadOrder(nowMs: number, limit: number, exclude: ReadonlySet<string> = new Set()): ClipRow[] {
+    const rows = this.#db
+      .prepare(`SELECT * FROM clips WHERE state IN ('verified', 'uploading') AND next_attempt_ms <= ? ORDER BY priority DESC, start_ms, serial, seq LIMIT ?`)
+      .all(nowMs, limit + exclude.size) as Record<string, unknown>[];
+    return rows.map(toClip).filter((c) => !exclude.has(`${c.serial}/${c.clipId}`)).slice(0, limit);
+  }
+
+  /** When the next clip held back by its backoff may be tried (undefined: none is). */
+  nextUploadAttemptMs(nowMs: number): number | undefined {
+    const r = this.#db.prepare(`SELECT MIN(next_attempt_ms) t FROM clips WHERE state IN ('verified', 'uploading') AND next_attempt_ms > ?`).get(nowMs) as { t: number | null };
+    return r.t ?? undefined;
+  }
+
+  /** Lets a clip waiting out its upload backoff go at once. */
+  resetBackoff(serial: string, clipId: string): void {
+    this.#db.prepare(`UPDATE clips SET next_attempt_ms = 0 WHERE serial = ? AND clip_id = ? AND state IN ('verified', 'uploading')`).run(serial, clipId);
+  }
+
+  /** Released clips whose spool copy is still kept and was released before `beforeMs`. */
+  keptSpoolCopies(beforeMs: number): ClipRow[] {
+    return (this.#db.prepare(`SELECT * FROM clips WHERE state = 'released' AND spool_kept = 1 AND updated_ms < ? ORDER BY updated_ms`).all(beforeMs) as Record<string, unknown>[]).map(toClip);
+  }
+
+  /** Records that a released clip's spool copy is gone. */
+  spoolCopyRemoved(serial: string, clipId: string): void {
+    this.#db.prepare(`UPDATE clips SET spool_kept = 0 WHERE serial = ? AND clip_id = ? AND state = 'released'`).run(serial, clipId);
   }
 
   /** Indexes one ledger line under its clip (the ledger file stays the record). */
@@ -294,6 +390,10 @@ export class Store {
     this.#db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
   }
 }
+
+export type TransitionPatch = Partial<Pick<ClipRow, 'reason' | 'flags' | 'receipt' | 'offset' | 'rxSha256' | 'attempts' | 'nextAttemptMs' | 'spoolKept'>> & {
+  lastError?: string | null; // null clears it
+};
 
 function stripNulls<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined && v !== null)) as Partial<T>;
