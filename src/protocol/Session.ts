@@ -36,6 +36,7 @@ import { authMessage, rawEd25519PublicKey } from './auth.js';
 import { DockError, isDockError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { Transport } from '../hal/Transport.js';
+import { stripUndefined } from '../objects.js';
 
 export interface SessionOptions {
   timeoutMs?: number; // idle time with requests pending before they are resent; default 1000
@@ -559,8 +560,4 @@ export class Session extends EventEmitter<SessionEvents> {
     for (const start of this.#waiting.splice(0)) start();
     if (emit) this.emit('disconnected', err);
   }
-}
-
-function stripUndefined<T extends object>(o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }

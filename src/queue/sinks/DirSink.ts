@@ -8,23 +8,26 @@
  * between the copy and the state commit); one that hashes wrong is replaced, never
  * trusted.
  */
-import { constants } from 'node:fs';
+import { constants, createReadStream, createWriteStream } from 'node:fs';
 import { copyFile, open, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import { DockError, toDockError } from '../../errors.js';
 import type { HashPool } from '../../verify/HashPool.js';
-import type { Receipt, Sink, StoreObject } from './Sink.js';
+import { progressCounter, type PutOptions, type Receipt, type Sink, type StoreObject, type Throttle } from './Sink.js';
 import { fsyncDir, mkdirDurable, writeFileDurable } from '../../durableFs.js';
 
 export class DirSink implements Sink {
   readonly name: string;
   readonly root: string;
   readonly #hashes: HashPool;
+  readonly #limit: Throttle | undefined;
 
-  constructor(root: string, hashes: HashPool) {
+  constructor(root: string, hashes: HashPool, limit?: Throttle) {
     this.root = root;
     this.name = `dir:${root}`;
     this.#hashes = hashes;
+    this.#limit = limit;
   }
 
   location(serial: string, clipId: string, container: string): string {
@@ -35,7 +38,7 @@ export class DirSink implements Sink {
     return join(this.root, serial, `${clipId}.${container}`);
   }
 
-  async put(obj: StoreObject): Promise<Receipt> {
+  async put(obj: StoreObject, opts: PutOptions = {}): Promise<Receipt> {
     const dir = join(this.root, obj.serial);
     const target = this.objectPath(obj.serial, obj.clipId, obj.container);
     try {
@@ -47,7 +50,7 @@ export class DirSink implements Sink {
         await rm(target); // not the evidence: replace it from the verified spool copy
       }
       const tmp = join(dir, `.${obj.clipId}.${obj.container}.tmp`);
-      await copyFile(obj.sourcePath, tmp, constants.COPYFILE_FICLONE);
+      await this.#copy(obj.sourcePath, tmp, opts);
       const fh = await open(tmp, 'r+');
       try {
         await fh.sync();
@@ -57,9 +60,7 @@ export class DirSink implements Sink {
       await rename(tmp, target);
       await fsyncDir(dir);
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOSPC' || code === 'EDQUOT') throw new DockError('SINK_FULL', `the vault ${this.root} is full; free space or add storage. Nothing is lost: the clip stays spooled and on the camera`, { root: this.root }, { cause: err });
-      throw toDockError(err, 'SINK_WRITE', `cannot store ${obj.serial}/${obj.clipId} in ${this.root}`, { root: this.root });
+      throw this.#classify(err, `cannot store ${obj.serial}/${obj.clipId} in ${this.root}`);
     }
     const { sha256, bytes } = await this.#hashes.hash(target);
     if (sha256 !== obj.sha256 || bytes !== obj.size) {
@@ -78,8 +79,30 @@ export class DirSink implements Sink {
     try {
       await writeFileDurable(join(dir, `${clipId}.json`), sidecar);
     } catch (err) {
-      throw toDockError(err, 'SINK_WRITE', `cannot write the sidecar of ${serial}/${clipId} in ${this.root}`, { root: this.root });
+      throw this.#classify(err, `cannot write the sidecar of ${serial}/${clipId} in ${this.root}`);
     }
+  }
+
+  /** A clone or plain copy when unlimited; a throttled stream while a bandwidth limit is in force. */
+  async #copy(from: string, to: string, opts: PutOptions): Promise<void> {
+    if (!this.#limit || this.#limit.current().rate === null) {
+      await copyFile(from, to, constants.COPYFILE_FICLONE);
+      opts.onProgress?.((await stat(to)).size);
+      return;
+    }
+    const count = progressCounter(opts.onProgress);
+    await pipeline(createReadStream(from), this.#limit.throttle(opts.signal), count, createWriteStream(to), { signal: opts.signal });
+  }
+
+  /** What a file-system error means for the queue: full, refused for good, or worth a retry. */
+  #classify(err: unknown, what: string): DockError {
+    const code = (err as NodeJS.ErrnoException).code;
+    const details = { root: this.root, errno: code };
+    if (code === 'ENOSPC' || code === 'EDQUOT') return new DockError('SINK_FULL', `the vault ${this.root} is full; free space or add storage. Nothing is lost: the clip stays spooled and on the camera`, details, { cause: err });
+    if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS' || code === 'ENOTDIR') {
+      return new DockError('SINK_REFUSED', `${what}: ${code} (${(err as Error).message}). Fix the vault path or its permissions, then run \`dockside queue retry --all\``, details, { cause: err });
+    }
+    return toDockError(err, 'SINK_WRITE', what, details);
   }
 
   async close(): Promise<void> {}
