@@ -18,7 +18,13 @@ describe('config', () => {
     expect(() => parseConfig({ bays: 'eight' }, 'dock.json')).toThrow('dock.json: bays: expected a whole number from 1 to 64, got "eight"');
     expect(() => parseConfig({ bays: 65 })).toThrow('bays: expected a whole number from 1 to 64, got 65');
     expect(() => parseConfig({ spool: { minFreeBytes: -1 } })).toThrow(/spool\.minFreeBytes: expected a number of bytes/);
-    expect(() => parseConfig({ sink: 's3://bucket' })).toThrow(/sink: expected a sink such as "dir:/);
+    expect(() => parseConfig({ sink: 'ftp://bucket' })).toThrow(/sink: expected a sink such as "dir:.*or "s3:/);
+    expect(() => parseConfig({ upload: { bandwidth: '25:00,1M' } })).toThrow(/upload\.bandwidth: bandwidth timetable entry "25:00,1M": time must be HH:MM/);
+    expect(() => parseConfig({ upload: { concurrency: 0 } })).toThrow(/upload\.concurrency: expected a whole number from 1 to 64/);
+    expect(() => parseConfig({ s3: { verify: 'trust-me' } })).toThrow(/s3\.verify: expected "read-back" or "store-checksum", got "trust-me"/);
+    expect(() => parseConfig({ s3: { objectLock: 'forever' } })).toThrow(/s3\.objectLock: expected "compliance:DAYS"/);
+    expect(() => parseConfig({ s3: { accessKeyId: 'AKID' } })).toThrow(/s3: accessKeyId and secretAccessKey go together/);
+    expect(parseConfig({ sink: 's3://evidence/dock1', s3: { endpoint: 'http://127.0.0.1:9000', verify: 'store-checksum' }, upload: { bandwidth: '08:00,2M 18:00,20M 23:00,off' } })).toMatchObject({ sink: 's3://evidence/dock1' });
     expect(() => parseConfig({ session: { timeoutMs: 1.5 } })).toThrow(/session\.timeoutMs: expected milliseconds/);
     expect(() => parseConfig({ usb: 'yes' })).toThrow(/usb: expected true or false/);
   });

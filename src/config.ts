@@ -7,7 +7,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { DockError } from './errors.js';
+import { DockError, isDockError } from './errors.js';
+import { parseBwTimetable } from './queue/Bandwidth.js';
 
 export const CONFIG_DEFAULTS = {
   dataDir: './var', // state, ledger, spool, quarantine, vault
@@ -15,6 +16,18 @@ export const CONFIG_DEFAULTS = {
   spool: {
     minFreeBytes: 1024 ** 3, // pulls pause below this much free space on the spool
     syncEveryBytes: 4 * 1024 * 1024, // fsync and commit a pull's offset at least this often
+    keepAfterReleaseMs: 0, // keep a released clip's spool copy this long (0: remove at release)
+  },
+  upload: {
+    concurrency: 3, // uploads at once
+    bandwidth: 'off', // rclone --bwlimit syntax: "10M", "08:00,2M 18:00,20M 23:00,off"
+    retryBaseMs: 1000, // first backoff of a failed upload (doubles, with jitter)
+    retryMaxMs: 300_000, // longest backoff
+    fullProbeMs: 60_000, // how often uploads paused by a full store try again
+  },
+  s3: {
+    verify: 'read-back', // or store-checksum (see README, S3)
+    partSizeBytes: 16 * 1024 * 1024, // multipart above this
   },
   session: {
     timeoutMs: 1000, // idle time with requests pending before they are resent
@@ -30,7 +43,10 @@ const int = (min: number, max: number, what: string) =>
 export const ConfigSchema = z
   .object({
     dataDir: z.string({ error: (i) => `expected a directory path, got ${JSON.stringify(i.input)}` }).min(1).optional(),
-    sink: z.string({ error: (i) => `expected a sink such as "dir:/var/lib/dockside/vault", got ${JSON.stringify(i.input)}` }).regex(/^dir:.+/, { error: (i) => `expected a sink such as "dir:/var/lib/dockside/vault", got ${JSON.stringify(i.input)}` }).optional(),
+    sink: z
+      .string({ error: (i) => `expected a sink such as "dir:/var/lib/dockside/vault" or "s3://evidence/dock1", got ${JSON.stringify(i.input)}` })
+      .regex(/^(dir:.+|s3:\/\/[^/]+.*)$/, { error: (i) => `expected a sink such as "dir:/var/lib/dockside/vault" or "s3://evidence/dock1", got ${JSON.stringify(i.input)}` })
+      .optional(),
     bays: int(1, 64, 'a whole number').optional(),
     portsDir: z.string().min(1).optional(),
     usb: z.boolean({ error: (i) => `expected true or false, got ${JSON.stringify(i.input)}` }).optional(),
@@ -38,8 +54,46 @@ export const ConfigSchema = z
       .object({
         minFreeBytes: int(0, Number.MAX_SAFE_INTEGER, 'a number of bytes').optional(),
         syncEveryBytes: int(65536, 1024 ** 3, 'a number of bytes').optional(),
+        keepAfterReleaseMs: int(0, 365 * 86_400_000, 'milliseconds').optional(),
       })
       .strict()
+      .optional(),
+    upload: z
+      .object({
+        concurrency: int(1, 64, 'a whole number').optional(),
+        bandwidth: z
+          .string({ error: (i) => `expected a bandwidth limit such as "10M", "off" or "08:00,2M 18:00,20M 23:00,off", got ${JSON.stringify(i.input)}` })
+          .superRefine((v, ctx) => {
+            try {
+              parseBwTimetable(v);
+            } catch (err) {
+              ctx.addIssue({ code: 'custom', message: isDockError(err) ? err.message : String(err) });
+            }
+          })
+          .optional(),
+        retryBaseMs: int(10, 3_600_000, 'milliseconds').optional(),
+        retryMaxMs: int(10, 86_400_000, 'milliseconds').optional(),
+        fullProbeMs: int(100, 86_400_000, 'milliseconds').optional(),
+      })
+      .strict()
+      .optional(),
+    s3: z
+      .object({
+        endpoint: z.url({ error: (i) => `expected a URL such as "http://127.0.0.1:9000", got ${JSON.stringify(i.input)}` }).optional(),
+        region: z.string().min(1).optional(),
+        pathStyle: z.boolean({ error: (i) => `expected true or false, got ${JSON.stringify(i.input)}` }).optional(),
+        accessKeyId: z.string().min(1).optional(),
+        secretAccessKey: z.string().min(1).optional(),
+        sessionToken: z.string().min(1).optional(),
+        verify: z.enum(['read-back', 'store-checksum'], { error: (i) => `expected "read-back" or "store-checksum", got ${JSON.stringify(i.input)}` }).optional(),
+        objectLock: z
+          .string()
+          .regex(/^(compliance|governance):[1-9]\d{0,4}$/, { error: (i) => `expected "compliance:DAYS" or "governance:DAYS", got ${JSON.stringify(i.input)}` })
+          .optional(),
+        partSizeBytes: int(5 * 1024 * 1024, 5 * 1024 ** 3, 'a number of bytes').optional(),
+      })
+      .strict()
+      .refine((s) => (s.accessKeyId === undefined) === (s.secretAccessKey === undefined), { error: 'accessKeyId and secretAccessKey go together: give both or neither' })
       .optional(),
     session: z
       .object({

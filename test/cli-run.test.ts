@@ -75,11 +75,11 @@ describe('dockside run --until-idle', () => {
     await sim.stop();
   });
 
-  it('an unwritable sink: exits non-zero saying why, nothing released', async () => {
+  it('an unwritable sink: exits non-zero, the summary names the failed clip and why, nothing released', async () => {
     const d = tmp();
     const r = await children.run(['run', '--sim', '1', '--sim-clips', '1', '--sim-mode', 'synthetic', '--sim-clip-bytes', '10000', '--sink', 'dir:/dev/null/vault', '--data-dir', d, '--until-idle', '--json'], { limitMs: 60_000 });
     expect(r.code).toBe(1);
-    expect(lastJson(r.stdout)).toMatchObject({ error: { code: 'SINK_WRITE', message: expect.stringContaining('cannot reach idle') } });
+    expect(lastJson(r.stdout)).toMatchObject({ stored: 0, released: 0, failed: 1, failures: [{ reason: expect.stringContaining('SINK_REFUSED') }] });
   });
 
   // Regression: over loopback nothing held the event loop, so `run` without

@@ -159,7 +159,7 @@ describe('dockside run (in-process)', () => {
     expect((await verifyCustody(dataDir)).ok).toBe(true);
   });
 
-  it('does not reach idle when the sink cannot be written: it reports why, and nothing is released', async () => {
+  it('a sink that refuses for good: the clip is failed with the reason, kept spooled and on the camera, never released', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'dockside-ingest-'));
     dirs.push(dataDir);
     const daemon = await Daemon.open({
@@ -169,10 +169,17 @@ describe('dockside run (in-process)', () => {
       sim: { cameras: 1, clips: 1, seed: 7, link: 'loopback', record: { mode: 'synthetic', syntheticBytes: 10_000 }, faults: parseFaults('') },
     });
     await daemon.start();
-    await expect(daemon.whenIdle()).rejects.toMatchObject({ code: 'SINK_WRITE', message: expect.stringContaining('cannot reach idle') });
-    expect(daemon.summary()).toMatchObject({ stored: 0, released: 0 });
+    const summary = await daemon.whenIdle();
+    expect(summary).toMatchObject({ clips: 1, stored: 0, released: 0, failed: 1, failures: [{ reason: expect.stringMatching(/^SINK_REFUSED: .*ENOTDIR.*queue retry/) }] });
+    const clip = daemon.store.clips()[0]!;
+    expect(clip).toMatchObject({ state: 'failed', attempts: 1 });
+    expect(existsSync(daemon.spool.clipPath(clip.serial, clip.clipId, clip.container))).toBe(true);
     await daemon.close();
     expect(cameras(dataDir)[0]!.clips()).toHaveLength(1);
+    const events = ledger(dataDir).filter((e) => e.clipId === clip.clipId).map((e) => e.event);
+    expect(events).toContain('upload_failed');
+    expect(events).not.toContain('stored');
+    expect(events).not.toContain('released');
   });
 });
 

@@ -9,6 +9,7 @@ import { register as registerDiag } from './diag.js';
 import { register as registerRun } from './run.js';
 import { register as registerCustody } from './custody.js';
 import { register as registerEnroll } from './enroll.js';
+import { register as registerQueue } from './queue.js';
 import { EXIT, reportError } from './output.js';
 import { DockError } from '../errors.js';
 
@@ -26,6 +27,7 @@ export function buildProgram(): Command {
   registerDiag(program);
   registerEnroll(program);
   registerCustody(program);
+  registerQueue(program);
   return program;
 }
 

@@ -2,21 +2,32 @@
  * `dockside run`: the docking-station daemon. With --sim N it docks N simulated
  * cameras (flash under DATA_DIR/sim, enrolled when created); with --until-idle it
  * exits once every docked camera is offloaded and nothing is in flight.
+ *
+ * SIGHUP re-reads the --config file and applies what can change while running: the
+ * upload bandwidth timetable and concurrency. Anything else needs a restart.
  */
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { createLogger } from '../log.js';
 import { DockError } from '../errors.js';
-import { Daemon, type Summary } from '../ingest/Daemon.js';
+import { Daemon, type DaemonOptions, type S3Options, type Summary } from '../ingest/Daemon.js';
 import type { Bay } from '../ingest/Bay.js';
 import { parseFaults } from '../sim/faults.js';
 import { EXIT, formatBytes, positiveInt, printJson } from './output.js';
-import { CONFIG_DEFAULTS, loadConfig } from '../config.js';
+import { CONFIG_DEFAULTS, loadConfig, type Config } from '../config.js';
+import { parseBwTimetable } from '../queue/Bandwidth.js';
 
 interface RunOptions {
   config?: string;
   dataDir: string;
   sink?: string;
+  s3Endpoint?: string;
+  s3Region?: string;
+  s3PathStyle?: boolean;
+  s3Verify?: string;
+  s3ObjectLock?: string;
+  bwlimit?: string;
+  uploadConcurrency?: number;
   bays: number;
   sim?: number;
   simClips: number;
@@ -36,7 +47,15 @@ export function register(program: Command): void {
     .description('Run the docking-station daemon: pull, verify, store and release every clip of every docked camera')
     .option('--config <file>', 'a JSON config file (see README, Configuration); flags given here override it')
     .option('--data-dir <dir>', 'state, ledger, spool, quarantine and (by default) the vault', CONFIG_DEFAULTS.dataDir)
-    .option('--sink <spec>', 'evidence store: dir:PATH (default dir:DATA_DIR/vault)')
+    .option('--sink <spec>', 'evidence store: dir:PATH (default dir:DATA_DIR/vault) or s3://BUCKET/PREFIX')
+    .option('--s3-endpoint <url>', 'an S3-compatible store (MinIO, Ceph...) instead of AWS, e.g. http://127.0.0.1:9000')
+    .option('--s3-region <region>', 'S3 region (default: AWS_REGION, else us-east-1)')
+    .option('--s3-path-style', 'path-style S3 addressing (automatic for an IP address or localhost endpoint)')
+    .option('--no-s3-path-style', 'virtual-host S3 addressing even for an IP or localhost endpoint')
+    .option('--s3-verify <how>', 'what makes an S3 object count as stored: read-back (default, any store) or store-checksum (the store\'s own SHA-256)')
+    .option('--s3-object-lock <mode:days>', 'Object Lock retention on every object: compliance:DAYS or governance:DAYS (the bucket must have Object Lock)')
+    .option('--bwlimit <timetable>', 'upload bandwidth limit, rclone style: 10M, off, or "08:00,2M 18:00,20M 23:00,off"')
+    .option('--upload-concurrency <n>', 'uploads at once', positiveInt('--upload-concurrency'))
     .option('--bays <n>', 'cameras served at once', positiveInt('--bays'), CONFIG_DEFAULTS.bays)
     .option('--sim <n>', 'dock N simulated cameras (flash in DATA_DIR/sim)', positiveInt('--sim'))
     .option('--sim-clips <k>', 'clips each new simulated camera records', positiveInt('--sim-clips'), 4)
@@ -58,9 +77,12 @@ export function register(program: Command): void {
       if (o.simMode !== 'mp4' && o.simMode !== 'synthetic') throw new DockError('CLI_USAGE', `--sim-mode must be mp4 or synthetic, got ${JSON.stringify(o.simMode)}`);
       const bars = !o.json && process.stdout.isTTY === true;
       const log = createLogger({ level: bars ? 'warn' : undefined }).child({ part: 'daemon' });
+      if (o.bwlimit !== undefined) parseBwTimetable(o.bwlimit); // a bad timetable is refused before anything starts
       const daemon = await Daemon.open({
         dataDir,
         sink: o.sink ?? file.sink,
+        s3: s3Options(o, file),
+        upload: uploadOptions(o, file),
         bays,
         portsDir: o.portsDir ?? file.portsDir,
         usb: file.usb,
@@ -85,6 +107,15 @@ export function register(program: Command): void {
       const stopped = new Promise<string>((r) => (stop = r));
       process.once('SIGINT', () => stop('SIGINT'));
       process.once('SIGTERM', () => stop('SIGTERM'));
+      const reload = (): void => {
+        if (!o.config) return void log.warn('SIGHUP: no --config file to reload');
+        try {
+          daemon.reconfigure(uploadOptions({}, loadConfig(o.config)));
+        } catch (err) {
+          log.error({ err: (err as Error).message }, 'SIGHUP: the config file was not reloaded; the running settings stay');
+        }
+      };
+      process.on('SIGHUP', reload);
       try {
         await daemon.start();
         log.info({ dataDir: daemon.dataDir, sink: daemon.sink.name }, 'daemon running');
@@ -93,16 +124,53 @@ export function register(program: Command): void {
         const summary = 'summary' in outcome ? outcome.summary : daemon.summary();
         if (o.json) printJson(summary);
         else process.stdout.write(render(summary, 'signal' in outcome ? `stopped by ${outcome.signal}` : 'idle'));
+        // Clips the store refused are kept, but the run did not do its job: say so.
+        process.exitCode = summary.failed > 0 ? EXIT.ERROR : EXIT.OK;
       } finally {
+        process.off('SIGHUP', reload);
         stopProgress();
         await daemon.close();
       }
-      process.exitCode = EXIT.OK;
     });
 }
 
+function s3Options(o: RunOptions, file: Config): S3Options {
+  const f = file.s3 ?? {};
+  const lock = o.s3ObjectLock ?? f.objectLock;
+  const verify = o.s3Verify ?? f.verify ?? CONFIG_DEFAULTS.s3.verify;
+  if (verify !== 'read-back' && verify !== 'store-checksum') throw new DockError('CLI_USAGE', `--s3-verify must be read-back or store-checksum, got ${JSON.stringify(verify)}`);
+  let objectLock: S3Options['objectLock'];
+  if (lock !== undefined) {
+    const m = /^(compliance|governance):([1-9]\d{0,4})$/i.exec(lock);
+    if (!m) throw new DockError('CLI_USAGE', `--s3-object-lock must be compliance:DAYS or governance:DAYS (DAYS from 1 to 99999), got ${JSON.stringify(lock)}`);
+    objectLock = { mode: m[1]!.toUpperCase() as 'COMPLIANCE' | 'GOVERNANCE', days: Number(m[2]) };
+  }
+  return {
+    endpoint: o.s3Endpoint ?? f.endpoint,
+    region: o.s3Region ?? f.region,
+    pathStyle: o.s3PathStyle ?? f.pathStyle,
+    credentials: f.accessKeyId && f.secretAccessKey ? { accessKeyId: f.accessKeyId, secretAccessKey: f.secretAccessKey, sessionToken: f.sessionToken } : undefined,
+    verify,
+    objectLock,
+    partSizeBytes: f.partSizeBytes,
+  };
+}
+
+function uploadOptions(o: Pick<RunOptions, 'bwlimit' | 'uploadConcurrency'>, file: Config): NonNullable<DaemonOptions['upload']> {
+  const f = file.upload ?? {};
+  return {
+    bandwidth: o.bwlimit ?? f.bandwidth ?? CONFIG_DEFAULTS.upload.bandwidth,
+    concurrency: o.uploadConcurrency ?? f.concurrency,
+    retryBaseMs: f.retryBaseMs,
+    retryMaxMs: f.retryMaxMs,
+    fullProbeMs: f.fullProbeMs,
+  };
+}
+
 function render(s: Summary, how: string): string {
-  return `dockside: ${how}. ${s.cameras} cameras, ${s.clips} clips: ${s.stored} stored (${formatBytes(s.bytes)}), ${s.released} released, ${s.quarantined} quarantined, in ${s.seconds} s\n`;
+  const failed = s.failed > 0 ? `, ${s.failed} FAILED (kept; see \`dockside queue\`)` : '';
+  const held = s.queue.hold ? `; uploads held: ${s.queue.hold.kind} (${s.queue.hold.reason})` : '';
+  return `dockside: ${how}. ${s.cameras} cameras, ${s.clips} clips: ${s.stored} stored (${formatBytes(s.bytes)}), ${s.released} released, ${s.quarantined} quarantined${failed}, in ${s.seconds} s${held}\n`;
 }
 
 /** Per-bay progress bars on a terminal: bytes of the clip being pulled, rate, ETA. */

@@ -11,6 +11,10 @@
  *   chain      per camera, each clip's prevChain is the chain value of the clip before;
  *              a break the ledger recorded (chain_gap) is reported, not failed
  *   missing    every clip the ledger says was stored is in the vault
+ *
+ * Clips stored in an S3 bucket are checked from a local copy of it (`vaults`, e.g.
+ * after `aws s3 sync s3://evidence/dock1 DIR`); without one they are counted as
+ * `remote`, not checked and not failed.
  */
 import { createHash, createPublicKey } from 'node:crypto';
 import { createReadStream, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
@@ -36,6 +40,7 @@ export interface CustodyReport {
   chain: { gaps: ClipProblem[]; problems: ClipProblem[] };
   quarantined: { serial: string; clipId: string; reason: string }[];
   released: number;
+  remote: { clips: number; sinks: string[] }; // stored in an object store and not checked here (no --vault copy given)
   dockFingerprint: string;
 }
 
@@ -51,7 +56,11 @@ async function sha256File(path: string): Promise<{ sha256: string; bytes: number
 
 const key = (serial: string | null, clipId: string | null): string => `${serial}/${clipId}`;
 
-export async function verifyCustody(dataDir: string): Promise<CustodyReport> {
+export interface VerifyCustodyOptions {
+  vaults?: string[]; // check these directories (copies of the sink) instead of the dir: vaults the ledger names
+}
+
+export async function verifyCustody(dataDir: string, opts: VerifyCustodyOptions = {}): Promise<CustodyReport> {
   const dockKey = loadDockPublicKey(dataDir);
   const ledger = verifyLedgerFile(join(dataDir, 'ledger.jsonl'), dockKey);
   const byClip = new Map<string, LedgerEntry[]>();
@@ -72,6 +81,12 @@ export async function verifyCustody(dataDir: string): Promise<CustodyReport> {
     }
   }
   if (vaults.size === 0) vaults.add(own);
+  if (opts.vaults?.length) {
+    vaults.clear();
+    for (const v of opts.vaults) vaults.add(v);
+  }
+  const remoteSinks = new Set<string>();
+  let remote = 0;
   const lineBySeq = new Map<number, string>(ledger.entries.map((e) => [e.seq, canonicalJson(e)]));
 
   const objects: ClipProblem[] = [];
@@ -173,7 +188,14 @@ export async function verifyCustody(dataDir: string): Promise<CustodyReport> {
         addLink(serial, { seq: e.details['seq'], prevChain: e.details['prevChain'], chain: e.details['chain'], clipId });
       }
     }
-    if (events.some((e) => e.event === 'stored') && !inVault.has(k)) missing.push({ serial, clipId, problem: 'the ledger says it was stored, but it is not in the vault' });
+    const stored = events.filter((e) => e.event === 'stored');
+    if (stored.length > 0 && !inVault.has(k)) {
+      const where = String(stored.at(-1)!.details['location'] ?? '');
+      if (where.startsWith('s3://') && !opts.vaults?.length) {
+        remote++;
+        remoteSinks.add(String(stored.at(-1)!.details['sink'] ?? ''));
+      } else missing.push({ serial, clipId, problem: `the ledger says it was stored (${where}), but it is not in the vault` });
+    }
   }
 
   // Quarantined clips are evidence too: the file must still be what the dock quarantined.
@@ -210,6 +232,7 @@ export async function verifyCustody(dataDir: string): Promise<CustodyReport> {
     chain: { gaps, problems: chainProblems },
     quarantined,
     released: releasedClips.size,
+    remote: { clips: remote, sinks: [...remoteSinks].sort() },
     dockFingerprint: createHash('sha256').update(spkiToRawEd25519(dockKey.export({ type: 'spki', format: 'der' }))).digest('hex'),
   };
 }

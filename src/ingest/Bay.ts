@@ -3,7 +3,10 @@
  *
  *   connect ─► HELLO ─► enrolled? ─► AUTH (enrolled key) ─► clock ─► release what is stored
  *     ─► LIST_CLIPS ─► for each clip not yet in the spool: GET_MANIFEST, pull (resumable)
- *     ─► wait for the pipeline ─► release what it stored ─► done (stays docked, charging)
+ *     ─► wait for verification and upload ─► release what is stored ─► done (stays docked, charging)
+ *
+ * While the evidence store is down or full the bay waits in `finishing` (the camera
+ * charges and keeps its clips); each clip is released as soon as it is stored.
  *
  * A camera that is not enrolled, or fails AUTH, is refused: logged, in the ledger,
  * and nothing of it is stored. An undock at any point leaves each clip at its durable
@@ -22,6 +25,7 @@ import type { ClipEntry } from '../protocol/messages.js';
 import { Session, type SessionOptions } from '../protocol/Session.js';
 import type { ClipRow, Store } from '../queue/Store.js';
 import type { HashPool } from '../verify/HashPool.js';
+import type { UploadQueue } from '../queue/UploadQueue.js';
 import type { Pipeline } from './Pipeline.js';
 import type { Spool } from './Spool.js';
 
@@ -32,12 +36,14 @@ export interface BayDeps {
   ledger: Ledger;
   spool: Spool;
   pipeline: Pipeline;
+  queue: UploadQueue;
   hashes: HashPool;
   log: Logger;
   session?: SessionOptions;
   clockSkewMs?: number; // SET_TIME when the camera is further off than this; default 2000
   pullAttempts?: number; // per clip per docking before it is left for the next dock; default 5
   spoolWaitMs?: number; // how often a pull paused for spool space looks again; default 2000
+  spoolKeepMs?: number; // keep a released clip's spool copy this long; default 0 (removed at release)
   /** Refuses a second bay for a serial that is already docked elsewhere. */
   claim(serial: string, bay: Bay): boolean;
 }
@@ -51,6 +57,7 @@ export interface BayProgress {
 export interface BayEvents {
   state: [state: BayState];
   progress: [p: BayProgress];
+  releasesDone: [];
 }
 
 export class Bay extends EventEmitter<BayEvents> {
@@ -61,6 +68,7 @@ export class Bay extends EventEmitter<BayEvents> {
   #error: DockError | undefined;
   #closed = false;
   #releasing: Promise<void> = Promise.resolve();
+  #releaseRuns = 0;
   #authenticated = false;
   readonly #d: BayDeps;
   readonly #log: Logger;
@@ -113,13 +121,24 @@ export class Bay extends EventEmitter<BayEvents> {
    * released twice however the calls overlap.
    */
   releaseStored(): Promise<void> {
+    this.#releaseRuns++;
     const run = this.#releasing.then(async () => {
       const s = this.#session;
       if (!s || s.closed || !this.#serial || !this.#authenticated) return;
       for (const c of this.#d.store.clips({ serial: this.#serial, state: 'stored' })) await this.#release(s, c);
     });
-    this.#releasing = run.catch(() => undefined);
+    this.#releasing = run
+      .catch(() => undefined)
+      .finally(() => {
+        this.#releaseRuns--;
+        if (this.#releaseRuns === 0) this.emit('releasesDone');
+      });
     return run;
+  }
+
+  /** A release is queued or running (a clip stored after the bay was done, e.g. a retried upload). */
+  get releasing(): boolean {
+    return this.#releaseRuns > 0;
   }
 
   async close(): Promise<void> {
@@ -207,6 +226,7 @@ export class Bay extends EventEmitter<BayEvents> {
     }
     this.#setState('finishing');
     await this.#d.pipeline.whenIdle(serial);
+    await this.#d.queue.whenDone(serial);
     await this.releaseStored();
     this.#setState('done');
     this.#log.info({ serial }, 'camera offloaded');
@@ -324,10 +344,12 @@ export class Bay extends EventEmitter<BayEvents> {
       // Everything that follows a release happens before the state says released, so a
       // crash in between repeats it all (RELEASE is idempotent on the camera) and nothing
       // is left behind: the sidecar gets the release line, and the spool copy goes (a
-      // stored clip needs only its hash and receipt to be released again).
-      await this.#d.pipeline.writeSidecar(c.serial, c.clipId);
-      await this.#d.spool.remove(c.serial, c.clipId, c.container);
-      store.transition(c.serial, c.clipId, 'released');
+      // stored clip needs only its hash and receipt to be released again), or is kept
+      // for the keep period and removed by the daemon's janitor.
+      await this.#d.queue.writeSidecar(c.serial, c.clipId);
+      const keep = (this.#d.spoolKeepMs ?? 0) > 0;
+      if (!keep) await this.#d.spool.remove(c.serial, c.clipId, c.container);
+      store.transition(c.serial, c.clipId, 'released', { spoolKept: keep });
       log.info({ serial: c.serial, clipId: c.clipId }, 'clip released from the camera');
     } catch (err) {
       if (!isDockError(err, 'PROTO_REMOTE')) throw err;

@@ -1,16 +1,18 @@
 /**
  * The docking-station daemon: every docked camera in a bay of its own (up to
- * `bays` at once; more wait their turn), one verify-and-store pipeline, one state
- * store, one ledger.
+ * `bays` at once; more wait their turn), one verify pipeline, one upload queue, one
+ * state store, one ledger.
  *
  *   Discovery (serial, USB) ─┐
- *   SimFleet (--sim) ────────┴─► attach ─► Bay ─► spool ─► Pipeline ─► sink ─► Bay releases
+ *   SimFleet (--sim) ────────┴─► attach ─► Bay ─► spool ─► Pipeline ─► UploadQueue ─► sink ─► Bay releases
  *
  * On start, work that a previous run left half done resumes from the state store:
- * spooled / verified / uploading clips go straight to the pipeline; pulls resume at
- * their durable offsets when their camera docks; stored clips are released then.
+ * spooled clips go to the pipeline, verified and uploading ones to the upload queue;
+ * pulls resume at their durable offsets when their camera docks; stored clips are
+ * released then.
  */
 import { join, resolve } from 'node:path';
+import { ControlServer } from '../control/ControlServer.js';
 import { createHash } from 'node:crypto';
 import type { DockKey } from '../custody/dockKey.js';
 import type { Ledger } from '../custody/Ledger.js';
@@ -19,8 +21,12 @@ import { Discovery, type Candidate } from '../hal/discovery.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { SessionOptions } from '../protocol/Session.js';
 import type { Store } from '../queue/Store.js';
+import { BandwidthLimiter, parseBwTimetable } from '../queue/Bandwidth.js';
 import { DirSink } from '../queue/sinks/DirSink.js';
+import { parseS3Spec, S3Sink, type S3SinkOptions } from '../queue/sinks/S3Sink.js';
 import type { Sink } from '../queue/sinks/Sink.js';
+import { clipView, queueListing } from '../queue/queueListing.js';
+import { UploadQueue, type Hold, type UploadQueueOptions } from '../queue/UploadQueue.js';
 import { NO_FAULTS, type Faults } from '../sim/faults.js';
 import type { RecordOptions } from '../sim/recorder.js';
 import { SimFleet, type DockedCamera, type SimLinkKind } from '../sim/SimFleet.js';
@@ -41,9 +47,18 @@ export interface SimOptions {
   latencyMs?: number;
 }
 
+/** Options of an s3:// sink besides its bucket and prefix. */
+export type S3Options = Omit<S3SinkOptions, 'bucket' | 'prefix' | 'limit'>;
+
+export interface UploadOptions extends Partial<UploadQueueOptions> {
+  bandwidth?: string; // rclone --bwlimit syntax; default off
+}
+
 export interface DaemonOptions {
   dataDir: string;
-  sink?: string; // dir:PATH; default dir:DATA_DIR/vault
+  sink?: string; // dir:PATH or s3://bucket/prefix; default dir:DATA_DIR/vault
+  s3?: S3Options;
+  upload?: UploadOptions;
   bays?: number; // cameras served at once; default 8
   spool?: Partial<SpoolOptions>;
   sim?: SimOptions; // dock simulated cameras whose flash lives in DATA_DIR/sim
@@ -64,13 +79,19 @@ export interface Summary {
   stored: number; // in the evidence store (stored or released)
   quarantined: number;
   released: number;
+  failed: number; // refused by the store: kept spooled and on the camera (`dockside queue`)
+  failures: { serial: string; clipId: string; reason: string }[];
+  queue: { hold: Hold | null; waiting: number };
   bytes: number; // bytes in the evidence store
   seconds: number;
 }
 
-export function parseSink(spec: string): { kind: 'dir'; path: string } {
+export type SinkSpec = { kind: 'dir'; path: string } | { kind: 's3'; bucket: string; prefix: string };
+
+export function parseSink(spec: string): SinkSpec {
   if (spec.startsWith('dir:') && spec.length > 4) return { kind: 'dir', path: resolve(spec.slice(4)) };
-  throw new DockError('CONFIG_INVALID', `sink ${JSON.stringify(spec)} is not one this dock knows: use dir:PATH (a local vault)`, { sink: spec });
+  if (spec.startsWith('s3://')) return { kind: 's3', ...parseS3Spec(spec) };
+  throw new DockError('CONFIG_INVALID', `sink ${JSON.stringify(spec)} is not one this dock knows: use dir:PATH (a local vault) or s3://BUCKET/PREFIX (an S3-compatible store)`, { sink: spec });
 }
 
 export class Daemon {
@@ -81,6 +102,8 @@ export class Daemon {
   readonly spool: Spool;
   readonly sink: Sink;
   readonly pipeline: Pipeline;
+  readonly queue: UploadQueue;
+  readonly bandwidth: BandwidthLimiter;
   readonly #hashes: HashPool;
   readonly #dir: DataDir;
   readonly #opts: DaemonOptions;
@@ -93,28 +116,48 @@ export class Daemon {
   #fleet: SimFleet | undefined;
   #discovery: Discovery | undefined;
   #heartbeat: NodeJS.Timeout | undefined;
+  #control: ControlServer | undefined;
   #closed = false;
 
-  private constructor(opts: DaemonOptions) {
+  private constructor(opts: DaemonOptions, dir: DataDir) {
     this.#opts = opts;
     this.#log = opts.log ?? silentLogger();
-    this.#dir = openDataDir(opts.dataDir, 'dockside run');
+    this.#dir = dir;
     this.dataDir = this.#dir.path;
     this.store = this.#dir.store;
     this.dockKey = this.#dir.dockKey;
     this.ledger = this.#dir.ledger;
     this.spool = new Spool(this.dataDir, opts.spool);
     this.#hashes = new HashPool({ threads: opts.hashThreads });
+    this.bandwidth = new BandwidthLimiter(parseBwTimetable(opts.upload?.bandwidth ?? 'off'));
     const sink = parseSink(opts.sink ?? `dir:${join(this.dataDir, 'vault')}`);
-    this.sink = new DirSink(sink.path, this.#hashes);
-    this.pipeline = new Pipeline({ store: this.store, ledger: this.ledger, spool: this.spool, hashes: this.#hashes, sink: this.sink, dockKey: this.dockKey, log: this.#log.child({ part: 'pipeline' }) });
-    this.pipeline.on('stored', (serial) => void this.#bySerial.get(serial)?.releaseStored().catch((err: Error) => this.#log.warn({ serial, err: err.message }, 'release failed')));
+    this.sink = sink.kind === 'dir' ? new DirSink(sink.path, this.#hashes, this.bandwidth) : new S3Sink({ ...opts.s3, bucket: sink.bucket, prefix: sink.prefix, limit: this.bandwidth });
+    this.pipeline = new Pipeline({ store: this.store, ledger: this.ledger, spool: this.spool, hashes: this.#hashes, log: this.#log.child({ part: 'pipeline' }) });
+    const { bandwidth: _bandwidth, ...queueOptions } = opts.upload ?? {};
+    this.queue = new UploadQueue({ store: this.store, ledger: this.ledger, spool: this.spool, sink: this.sink, dockKey: this.dockKey, log: this.#log.child({ part: 'upload' }), options: queueOptions });
+    this.pipeline.on('verified', () => this.queue.kick());
     this.pipeline.on('idle', () => this.#checkIdle());
     this.pipeline.on('stuck', () => this.#checkIdle());
+    this.queue.on('stored', (serial) => void this.#bySerial.get(serial)?.releaseStored().catch((err: Error) => this.#log.warn({ serial, err: err.message }, 'release failed')));
+    this.queue.on('changed', () => this.#checkIdle());
+  }
+
+  /** Applies what a config reload may change while running: the bandwidth timetable and the upload concurrency. */
+  reconfigure(upload: UploadOptions): void {
+    if (upload.bandwidth !== undefined) this.bandwidth.setTimetable(parseBwTimetable(upload.bandwidth));
+    if (upload.concurrency !== undefined) this.queue.setConcurrency(upload.concurrency);
+    this.#log.info({ bandwidth: upload.bandwidth, concurrency: upload.concurrency }, 'upload settings reloaded');
   }
 
   static async open(opts: DaemonOptions): Promise<Daemon> {
-    const d = new Daemon(opts);
+    const dir = await openWaitingForTools(opts.dataDir);
+    let d: Daemon;
+    try {
+      d = new Daemon(opts, dir);
+    } catch (err) {
+      await dir.close();
+      throw err;
+    }
     d.ledger.append('ledger_opened', { details: { dock: d.dockKey.fingerprint, sink: d.sink.name } });
     if (opts.sim) await d.#openSim(opts.sim); // created and enrolled now, docked by start()
     return d;
@@ -130,10 +173,18 @@ export class Daemon {
   }
 
   async start(): Promise<void> {
-    this.pipeline.kick(); // what a previous run left spooled, verified or uploading
+    this.pipeline.kick(); // what a previous run left spooled
+    this.queue.kick(); // ... and verified or uploading
     // The heartbeat keeps the daemon alive when nothing else would (a loopback fleet
-    // holds no handles) and retries anything left waiting.
-    this.#heartbeat = setInterval(() => this.pipeline.kick(), HEARTBEAT_MS);
+    // holds no handles), retries anything left waiting, and removes spool copies
+    // kept past their keep period.
+    this.#heartbeat = setInterval(() => {
+      this.pipeline.kick();
+      this.queue.kick();
+      void this.#reclaimSpool();
+    }, HEARTBEAT_MS);
+    await this.#reclaimSpool();
+    this.#control = await ControlServer.listen(this.dataDir, this.#controlMethods(), this.#log.child({ part: 'control' }));
     if (this.#fleet) await this.#fleet.dockAll();
     if (!this.#opts.sim || this.#opts.sim.link === 'pty') {
       const discovery = new Discovery({ portsDir: this.#opts.sim ? this.#fleet!.portsDir : this.#opts.portsDir, usb: this.#opts.sim ? false : this.#opts.usb, log: this.#log.child({ part: 'discovery' }) });
@@ -157,12 +208,16 @@ export class Daemon {
   summary(): Summary {
     const n = this.store.countByState();
     const inVault = this.store.clips({ state: ['stored', 'released'] });
+    const q = this.queue.status();
     return {
       cameras: this.store.cameras().length,
       clips: Object.values(n).reduce((a, b) => a + b, 0),
       stored: n.stored + n.released,
       quarantined: n.quarantined,
       released: n.released,
+      failed: n.failed,
+      failures: this.store.clips({ state: 'failed' }).map((c) => ({ serial: c.serial, clipId: c.clipId, reason: c.reason ?? '' })),
+      queue: { hold: q.hold, waiting: q.waiting + q.inFlight.length },
       bytes: inVault.reduce((a, c) => a + c.size, 0),
       seconds: Math.round((Date.now() - this.#startMs) / 10) / 100,
     };
@@ -172,9 +227,12 @@ export class Daemon {
     if (this.#closed) return;
     this.#closed = true;
     clearInterval(this.#heartbeat);
+    await this.#control?.close();
     await this.#discovery?.close();
     for (const bay of this.#bays.values()) await bay.close();
     await this.pipeline.close();
+    await this.queue.close();
+    await this.sink.close();
     await this.#fleet?.close();
     await this.#hashes.close();
     await this.#dir.close();
@@ -221,6 +279,8 @@ export class Daemon {
       ledger: this.ledger,
       spool: this.spool,
       pipeline: this.pipeline,
+      queue: this.queue,
+      spoolKeepMs: this.#opts.spool?.keepAfterReleaseMs,
       hashes: this.#hashes,
       log: this.#log.child({ part: 'bay' }),
       session: this.#opts.session,
@@ -237,6 +297,7 @@ export class Daemon {
       if (bay.settled) this.#free(c.path, bay, state);
       this.#checkIdle();
     });
+    bay.on('releasesDone', () => this.#checkIdle());
     void bay.run();
   }
 
@@ -271,9 +332,10 @@ export class Daemon {
       for (const w of this.#idleWaiters.splice(0)) w.reject(err);
       return;
     }
-    if (this.#waiting.length > 0 || this.pipeline.busy) return;
+    if (this.#waiting.length > 0 || this.pipeline.busy || this.queue.busy) return;
     const bays = [...this.#bays.values()];
     if (!bays.every((b) => b.state === 'done' || b.state === 'refused' || b.state === 'failed')) return;
+    if (bays.some((b) => b.releasing)) return;
     if (this.#fleet) {
       // Every simulated camera must be docked (an unplug fault re-docks it shortly) and settled.
       const docked = new Set(this.#fleet.dockedCameras().map((d) => d.serial));
@@ -283,6 +345,55 @@ export class Daemon {
     }
     const summary = this.summary();
     for (const w of this.#idleWaiters.splice(0)) w.resolve(summary);
+  }
+
+  /** What `dockside queue` and the other technician commands ask a running daemon. */
+  #controlMethods(): Record<string, (p: Record<string, unknown>) => unknown> {
+    const str = (v: unknown): string | undefined => (typeof v === 'string' && v.length > 0 ? v : undefined);
+    return {
+      'queue.list': (p) => queueListing(this.store, { all: p['all'] === true, status: this.queue.status(), bandwidth: this.bandwidth.current() }),
+      'queue.retry': (p) => ({ retried: this.queue.retry({ serial: str(p['serial']), clipId: str(p['clipId']) }).map(clipView) }),
+      'queue.pause': (p) => ({ hold: this.queue.pause(str(p['reason'])) }),
+      'queue.resume': () => {
+        this.queue.resume();
+        return { hold: this.queue.status().hold };
+      },
+      status: () => this.summary(),
+    };
+  }
+
+  /** Removes the spool copies of released clips whose keep period is over. */
+  async #reclaimSpool(): Promise<void> {
+    const keepMs = this.#opts.spool?.keepAfterReleaseMs ?? 0;
+    for (const c of this.store.keptSpoolCopies(Date.now() - keepMs)) {
+      try {
+        await this.spool.remove(c.serial, c.clipId, c.container);
+        this.store.spoolCopyRemoved(c.serial, c.clipId);
+      } catch (err) {
+        this.#log.warn({ serial: c.serial, clipId: c.clipId, err: (err as Error).message }, 'cannot remove a kept spool copy; tried again later');
+      }
+    }
+  }
+}
+
+/** How long the daemon waits for a technician command that holds the data dir for a moment. */
+const TOOL_LOCK_WAIT_MS = 5000;
+
+/**
+ * Opens the data dir for the daemon. A technician command (`dockside queue`, `enroll`)
+ * run while no daemon listens holds the lock for a moment: wait for it rather than
+ * refuse to start. Another daemon is refused at once.
+ */
+async function openWaitingForTools(path: string): Promise<DataDir> {
+  const t0 = Date.now();
+  for (;;) {
+    try {
+      return openDataDir(path, 'dockside run');
+    } catch (err) {
+      const owner = err instanceof DockError ? err.details['owner'] : undefined;
+      if (typeof owner !== 'string' || owner === 'dockside run' || Date.now() - t0 > TOOL_LOCK_WAIT_MS) throw err;
+      await new Promise((r) => setTimeout(r, 50));
+    }
   }
 }
 

@@ -1,26 +1,24 @@
 /**
- * After a clip is spooled: verify it, then store it or quarantine it.
+ * After a clip is spooled: verify it, or quarantine it. Verified clips go on to the
+ * upload queue (src/queue/UploadQueue.ts).
  *
- *   spooled ─► hash (worker) + checks ─► verified ─► uploading ─► sink.put (re-read) ─► stored
+ *   spooled ─► hash (worker) + checks ─► verified ─► (upload queue)
  *                                    └► quarantined (file to quarantine/, reason, ledger)
  *
  * Clips of one camera go strictly in seq order (the chain check depends on the one
  * before); cameras proceed in parallel. Every step writes its ledger event (durable)
  * and then commits its state, so a crash repeats at most the last step, and every
- * step is safe to repeat (the sink takes an object it already holds as stored).
- * A failing sink pauses that camera's clips with backoff; nothing is dropped.
+ * step is safe to repeat. A step that fails (a spool file that cannot be read) is
+ * retried with backoff; nothing is dropped.
  */
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { readFile, stat } from 'node:fs/promises';
-import type { DockKey } from '../custody/dockKey.js';
 import type { Details, Ledger } from '../custody/Ledger.js';
 import { parseManifest, verifyManifestSignature, type Manifest } from '../custody/manifest.js';
-import { buildSidecar } from '../custody/sidecar.js';
 import { DockError, toDockError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { ClipRow, Store } from '../queue/Store.js';
-import type { Sink } from '../queue/sinks/Sink.js';
 import { checkClip } from '../verify/checkClip.js';
 import type { HashPool } from '../verify/HashPool.js';
 import { mediaCheck } from '../verify/mediaCheck.js';
@@ -31,13 +29,11 @@ export interface PipelineDeps {
   ledger: Ledger;
   spool: Spool;
   hashes: HashPool;
-  sink: Sink;
-  dockKey: DockKey;
   log: Logger;
 }
 
 export interface PipelineEvents {
-  stored: [serial: string, clipId: string];
+  verified: [serial: string, clipId: string];
   quarantined: [serial: string, clipId: string, reason: string];
   stuck: [serial: string, error: DockError];
   idle: [];
@@ -45,7 +41,7 @@ export interface PipelineEvents {
 
 const RETRY_BASE_MS = 500;
 const RETRY_MAX_MS = 30_000;
-/** After this many failures in a row on one camera's clips, it reports itself stuck. */
+/** After this many failures in a row verifying one camera's clips, it reports itself stuck. */
 export const STUCK_AFTER = 3;
 
 export class Pipeline extends EventEmitter<PipelineEvents> {
@@ -63,7 +59,7 @@ export class Pipeline extends EventEmitter<PipelineEvents> {
   /** Work is waiting for this camera (or, without a serial, for every camera with clips in flight). */
   kick(serial?: string): void {
     if (this.#closed) return;
-    const serials = serial ? [serial] : [...new Set(this.#d.store.clips({ state: ['spooled', 'verified', 'uploading'] }).map((c) => c.serial))];
+    const serials = serial ? [serial] : [...new Set(this.#d.store.clips({ state: 'spooled' }).map((c) => c.serial))];
     for (const s of serials) {
       if (this.#running.has(s)) {
         this.#again.add(s);
@@ -82,7 +78,7 @@ export class Pipeline extends EventEmitter<PipelineEvents> {
     return this.#running.size > 0;
   }
 
-  /** Cameras whose clips keep failing (e.g. an unwritable sink), with the last error. */
+  /** Cameras whose clips keep failing to verify (e.g. an unreadable spool), with the last error. */
   get stuck(): { serial: string; error: DockError }[] {
     return [...this.#failures].filter(([, f]) => f.count >= STUCK_AFTER).map(([serial, f]) => ({ serial, error: f.error }));
   }
@@ -103,10 +99,10 @@ export class Pipeline extends EventEmitter<PipelineEvents> {
   async #drain(serial: string): Promise<void> {
     for (;;) {
       if (this.#closed) return;
-      const next = this.#d.store.clips({ serial, state: ['spooled', 'verified', 'uploading'] })[0];
+      const next = this.#d.store.clips({ serial, state: 'spooled' })[0];
       if (!next) return;
       try {
-        if ((await this.#advance(next)) === 'deferred') return; // kicked again when the earlier clip is spooled
+        if ((await this.#verify(next)) === 'deferred') return; // kicked again when the earlier clip is spooled
         this.#failures.delete(serial);
       } catch (err) {
         const error = toDockError(err, 'INTERNAL', `processing ${serial}/${next.clipId} failed`);
@@ -118,16 +114,6 @@ export class Pipeline extends EventEmitter<PipelineEvents> {
         await new Promise((r) => setTimeout(r, delay));
       }
     }
-  }
-
-  /** Takes one clip one step further, or defers it until the clip before it is in. */
-  async #advance(c: ClipRow): Promise<'deferred' | void> {
-    if (c.state === 'spooled') return this.#verify(c);
-    if (c.state === 'verified') {
-      this.#d.store.transition(c.serial, c.clipId, 'uploading');
-      return this.#storeClip({ ...c, state: 'uploading' });
-    }
-    if (c.state === 'uploading') return this.#storeClip(c);
   }
 
   /**
@@ -218,6 +204,7 @@ export class Pipeline extends EventEmitter<PipelineEvents> {
       store.advanceChain(c.serial, m.seq, m.chain);
       store.transition(c.serial, c.clipId, 'verified', media.ok ? {} : { flags: `media: ${media.detail}` });
     });
+    this.emit('verified', c.serial, c.clipId);
   }
 
   /**
@@ -237,37 +224,5 @@ export class Pipeline extends EventEmitter<PipelineEvents> {
       store.transition(c.serial, c.clipId, 'quarantined', { reason: `${check}: ${reason}` });
     });
     this.emit('quarantined', c.serial, c.clipId, reason);
-  }
-
-  /** (Re)writes a stored clip's sidecar with every custody event recorded for it so far. */
-  async writeSidecar(serial: string, clipId: string, receipt?: { location: string; sha256: string; receipt: string }): Promise<void> {
-    const { store, sink, dockKey } = this.#d;
-    const c = store.clip(serial, clipId);
-    const camera = store.camera(serial);
-    if (!c?.manifest || !c.signature || !camera) throw new DockError('INTERNAL', `no manifest or camera for ${serial}/${clipId}`);
-    const m = parseManifest(c.manifest);
-    const r = receipt ?? (c.receipt ? { location: sink.location(serial, clipId, c.container), sha256: m.sha256, receipt: c.receipt } : null);
-    const sidecar = buildSidecar({
-      manifest: m,
-      manifestBytes: c.manifest,
-      signature: c.signature,
-      devicePublicKeyRaw: camera.publicKey,
-      dockPublicKey: dockKey.publicKey,
-      dockFingerprint: dockKey.fingerprint,
-      receipt: r,
-      custodyLines: store.events(serial, clipId),
-    });
-    await sink.putSidecar(serial, clipId, sidecar);
-  }
-
-  async #storeClip(c: ClipRow): Promise<void> {
-    const { store, ledger, spool, sink } = this.#d;
-    const m = parseManifest(c.manifest!);
-    const receipt = await sink.put({ serial: c.serial, clipId: c.clipId, container: c.container, sourcePath: spool.clipPath(c.serial, c.clipId, c.container), sha256: m.sha256, size: m.size });
-    if (receipt.sha256 !== m.sha256) throw new DockError('SINK_MISMATCH', `sink receipt ${receipt.sha256} does not match ${m.sha256}`);
-    ledger.append('stored', { serial: c.serial, clipId: c.clipId, details: { sink: sink.name, location: receipt.location, sha256: receipt.sha256, bytes: receipt.bytes, receipt: receipt.receipt, existed: receipt.existed } });
-    await this.writeSidecar(c.serial, c.clipId, { location: receipt.location, sha256: receipt.sha256, receipt: receipt.receipt });
-    store.transition(c.serial, c.clipId, 'stored', { receipt: receipt.receipt });
-    this.emit('stored', c.serial, c.clipId);
   }
 }

@@ -18,9 +18,10 @@ import { fsyncDir, mkdirDurable, writeFileDurable } from '../durableFs.js';
 export interface SpoolOptions {
   minFreeBytes: number; // pulls pause below this much free space; default 1 GiB
   syncEveryBytes: number; // fsync and commit the offset at least this often; default 4 MiB
+  keepAfterReleaseMs: number; // a released clip's spool copy is kept this long; default 0
 }
 
-export const SPOOL_DEFAULTS: SpoolOptions = { minFreeBytes: 1024 ** 3, syncEveryBytes: 4 * 1024 * 1024 };
+export const SPOOL_DEFAULTS: SpoolOptions = { minFreeBytes: 1024 ** 3, syncEveryBytes: 4 * 1024 * 1024, keepAfterReleaseMs: 0 };
 
 export class Spool {
   readonly dir: string;

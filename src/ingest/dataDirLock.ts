@@ -37,7 +37,7 @@ function owner(path: string): { pid: number; what: string } | undefined {
 }
 
 function inUse(dataDir: string, o: { pid: number; what: string }): DockError {
-  return new DockError('CONFIG_INVALID', `${dataDir} is in use by another dockside (${o.what}, pid ${o.pid}); stop it first, or point this command at another --data-dir`, { dataDir, pid: o.pid });
+  return new DockError('CONFIG_INVALID', `${dataDir} is in use by another dockside (${o.what}, pid ${o.pid}); stop it first, or point this command at another --data-dir`, { dataDir, pid: o.pid, owner: o.what });
 }
 
 export class DataDirLock {
