@@ -27,7 +27,8 @@ export const CONFIG_DEFAULTS = {
   },
   s3: {
     verify: 'read-back', // or store-checksum (see README, S3)
-    partSizeBytes: 16 * 1024 * 1024, // multipart above this
+    multipartAboveBytes: 128 * 1024 * 1024, // one streamed PutObject up to this size
+    partSizeBytes: 16 * 1024 * 1024, // multipart part size above it
   },
   session: {
     timeoutMs: 1000, // idle time with requests pending before they are resent
@@ -90,6 +91,7 @@ export const ConfigSchema = z
           .string()
           .regex(/^(compliance|governance):[1-9]\d{0,4}$/, { error: (i) => `expected "compliance:DAYS" or "governance:DAYS", got ${JSON.stringify(i.input)}` })
           .optional(),
+        multipartAboveBytes: int(5 * 1024 * 1024, 5 * 1024 ** 3, 'a number of bytes').optional(),
         partSizeBytes: int(5 * 1024 * 1024, 5 * 1024 ** 3, 'a number of bytes').optional(),
       })
       .strict()

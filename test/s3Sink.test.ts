@@ -40,7 +40,7 @@ afterAll(async () => {
 });
 
 function sink(o: Partial<S3SinkOptions> = {}, via: 'proxy' | 'direct' = 'proxy'): S3Sink {
-  const s = new S3Sink({ bucket: BUCKET, prefix: 'dock1', endpoint: via === 'proxy' ? proxy.endpoint : server.endpoint, credentials: CREDS, maxAttempts: 1, partSizeBytes: 5 * MiB, ...o });
+  const s = new S3Sink({ bucket: BUCKET, prefix: 'dock1', endpoint: via === 'proxy' ? proxy.endpoint : server.endpoint, credentials: CREDS, maxAttempts: 1, multipartAboveBytes: 5 * MiB, partSizeBytes: 5 * MiB, ...o });
   sinks.push(s);
   return s;
 }

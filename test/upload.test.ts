@@ -55,7 +55,7 @@ async function dock(o: { cameras?: number; clips?: number; seed?: number; via?: 
     dataDir,
     hashThreads: 1,
     sink: `s3://${BUCKET}/${prefix}`,
-    s3: { endpoint: (o.via ?? 'proxy') === 'proxy' ? proxy.endpoint : server.endpoint, credentials: CREDS, maxAttempts: 2, partSizeBytes: 5 * 1024 * 1024 },
+    s3: { endpoint: (o.via ?? 'proxy') === 'proxy' ? proxy.endpoint : server.endpoint, credentials: CREDS, maxAttempts: 2, multipartAboveBytes: 5 * 1024 * 1024, partSizeBytes: 5 * 1024 * 1024 },
     upload: { retryBaseMs: 50, retryMaxMs: 400, fullProbeMs: 200, ...o.upload },
     spool: { minFreeBytes: 1024 * 1024 },
     session: { timeoutMs: 200, retries: 8 },

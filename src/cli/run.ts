@@ -152,6 +152,7 @@ function s3Options(o: RunOptions, file: Config): S3Options {
     credentials: f.accessKeyId && f.secretAccessKey ? { accessKeyId: f.accessKeyId, secretAccessKey: f.secretAccessKey, sessionToken: f.sessionToken } : undefined,
     verify,
     objectLock,
+    multipartAboveBytes: f.multipartAboveBytes,
     partSizeBytes: f.partSizeBytes,
   };
 }
