@@ -9,18 +9,23 @@
 // data directories for a look afterwards with DOCKSIDE_CRASH_KEEP=1.
 // (`npm test` builds dist/ first; this file also rebuilds it when src/ is newer.)
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { verifyCustody } from '../src/custody/verifyCustody.js';
+import { ListObjectsV2Command } from '@aws-sdk/client-s3';
+import type { Sidecar } from '../src/custody/sidecar.js';
 import { CliChildren } from './helpers/cliProcess.js';
+import { fetchObject, s3Client, startS3Server, stopAll } from './helpers/s3Server.js';
 import { checkVault, prng, readCameras, readLedger, releaseProblems, runAndKill, type KillOutcome, type KillPoint } from './helpers/crashHarness.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const SEED = Number(process.env['DOCKSIDE_CRASH_SEED'] ?? '1');
-const kids = new CliChildren();
+// Credentials for the S3 scenario's s3rver, in the standard AWS environment as on a dock.
+const kids = new CliChildren({ AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER' });
 const dirs: string[] = [];
 
 /** dist/ is rebuilt when any source file is newer than it (others may be editing src/). */
@@ -48,8 +53,8 @@ afterEach(async () => {
 });
 afterAll(() => kids.killAll());
 
-function runArgs(dataDir: string, faults?: string): string[] {
-  return ['run', '--sim', '3', '--sim-clips', '4', '--sim-seed', '7', '--sim-mode', 'synthetic', '--sim-clip-bytes', '3000000', ...(faults ? ['--sim-faults', faults] : []), '--data-dir', dataDir, '--until-idle', '--json'];
+function runArgs(dataDir: string, faults?: string, extra: string[] = []): string[] {
+  return ['run', '--sim', '3', '--sim-clips', '4', '--sim-seed', '7', '--sim-mode', 'synthetic', '--sim-clip-bytes', '3000000', ...(faults ? ['--sim-faults', faults] : []), '--data-dir', dataDir, ...extra, '--until-idle', '--json'];
 }
 
 function history(outcomes: KillOutcome[]): string {
@@ -60,14 +65,15 @@ function history(outcomes: KillOutcome[]): string {
 
 interface Scenario {
   faults?: string;
+  extra?: string[]; // more `run` flags (e.g. an S3 sink)
   plan: KillPoint[];
 }
 
 /** Kills the daemon at every point of the plan in turn, then runs it to idle. */
-async function crashAndRecover({ faults, plan }: Scenario) {
+async function crashAndRecover({ faults, extra, plan }: Scenario) {
   const dataDir = mkdtempSync(join(tmpdir(), 'dockside-crash-'));
   dirs.push(dataDir);
-  const args = runArgs(dataDir, faults);
+  const args = runArgs(dataDir, faults, extra);
   const outcomes: KillOutcome[] = [];
   for (const point of plan) {
     const o = await runAndKill(kids, args, dataDir, point);
@@ -188,4 +194,45 @@ describe('dockside run, SIGKILLed at chosen points and restarted', () => {
     }
     await expectRecovered(dataDir, { stored: 9, quarantined: planted });
   }, 60_000);
+
+  it('with an S3 sink: killed mid-upload, after stored, after released; every clip ends in the bucket once, hashing to its sidecar', async () => {
+    const server = await startS3Server({ buckets: ['evidence'] });
+    try {
+      const d = delays(SEED * 104_729 + 3);
+      const plan: KillPoint[] = [
+        { kind: 'event', event: 'verified', afterMs: d(1, 30) }, // the first upload in flight
+        { kind: 'event', event: 'stored' }, // stored in the ledger: the sidecar PUT and the commit in flight
+        { kind: 'event', event: 'stored', then: [{ clipState: 'stored' }] }, // committed stored, not yet released
+        { kind: 'event', event: 'released' },
+        { kind: 'delay', ms: d(0, 400) },
+      ];
+      const { dataDir, summary, landed, said } = await crashAndRecover({ plan, extra: ['--sink', 's3://evidence/crash', '--s3-endpoint', server.endpoint] });
+      expect(landed, `most kill points should find work to interrupt\n${said}`).toBeGreaterThanOrEqual(3);
+      expect(summary, said).toMatchObject({ cameras: 3, clips: 12, stored: 12, released: 12, failed: 0, quarantined: 0 });
+      expect.soft(releaseProblems(dataDir)).toEqual([]);
+      const client = s3Client(server.endpoint);
+      const listed = await client.send(new ListObjectsV2Command({ Bucket: 'evidence', Prefix: 'crash/' }));
+      const keys = (listed.Contents ?? []).map((o) => o.Key!).sort();
+      client.destroy();
+      expect.soft(keys.filter((k) => k.endsWith('.bin')), 'clip objects in the bucket').toHaveLength(12);
+      expect.soft(keys.filter((k) => k.endsWith('.json')), 'sidecars in the bucket').toHaveLength(12);
+      const ledger = readLedger(dataDir);
+      for (const cam of readCameras(dataDir)) {
+        expect.soft(cam.held, `${cam.serial} still holds`).toEqual([]);
+        for (const id of cam.manifests) {
+          const sidecar = JSON.parse((await fetchObject(server.endpoint, 'evidence', `crash/${cam.serial}/${id}.json`)).toString('utf8')) as Sidecar;
+          const clip = await fetchObject(server.endpoint, 'evidence', `crash/${cam.serial}/${id}.bin`);
+          expect.soft(createHash('sha256').update(clip).digest('hex'), `${cam.serial}/${id} in the bucket`).toBe(sidecar.manifest.sha256);
+          expect.soft(sidecar.custody.some((e) => e.event === 'released'), `${cam.serial}/${id}'s sidecar carries its release`).toBe(true);
+          const freed = ledger.filter((e) => e.event === 'released' && e.serial === cam.serial && e.clipId === id && Number(e.details['freedBytes']) > 0);
+          expect.soft(freed.length, `${cam.serial}/${id} freed ${freed.length} times`).toBeLessThanOrEqual(1);
+        }
+      }
+      const report = await verifyCustody(dataDir);
+      expect.soft(report.ok).toBe(true);
+      expect.soft(report.remote.clips).toBe(12);
+    } finally {
+      await stopAll();
+    }
+  }, 90_000);
 });
