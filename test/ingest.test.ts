@@ -159,6 +159,20 @@ describe('dockside run (in-process)', () => {
     expect((await verifyCustody(dataDir)).ok).toBe(true);
   });
 
+  it('keeps released clips\' spool copies for the keep period, and the janitor removes them once it is over', async () => {
+    const { dataDir, summary } = await runToIdle({ cameras: 1, clips: 2 }, { spool: { minFreeBytes: 1024 * 1024, keepAfterReleaseMs: 3_600_000 } });
+    expect(summary).toMatchObject({ stored: 2, released: 2 });
+    const spooled = (): string[] => readdirSync(join(dataDir, 'spool')).flatMap((s) => readdirSync(join(dataDir, 'spool', s)));
+    expect(spooled()).toHaveLength(2);
+    // the next start, with a keep period that has passed, reclaims them
+    const again = await Daemon.open({ dataDir, hashThreads: 1, spool: { minFreeBytes: 1024 * 1024, keepAfterReleaseMs: 1 } });
+    await again.start();
+    expect(spooled()).toHaveLength(0);
+    expect(again.store.keptSpoolCopies(Number.MAX_SAFE_INTEGER)).toEqual([]);
+    await again.close();
+    expect((await verifyCustody(dataDir)).ok).toBe(true);
+  });
+
   it('a sink that refuses for good: the clip is failed with the reason, kept spooled and on the camera, never released', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'dockside-ingest-'));
     dirs.push(dataDir);

@@ -44,6 +44,8 @@ export interface BayDeps {
   pullAttempts?: number; // per clip per docking before it is left for the next dock; default 5
   spoolWaitMs?: number; // how often a pull paused for spool space looks again; default 2000
   spoolKeepMs?: number; // keep a released clip's spool copy this long; default 0 (removed at release)
+  /** Frees spool space held by kept copies of released clips, early; returns how many went. */
+  reclaimSpool?: () => Promise<number>;
   /** Refuses a second bay for a serial that is already docked elsewhere. */
   claim(serial: string, bay: Bay): boolean;
 }
@@ -260,6 +262,8 @@ export class Bay extends EventEmitter<BayEvents> {
       } catch (err) {
         if (isDockError(err, 'HAL_DISCONNECTED') || isDockError(err, 'PROTO_CLOSED')) throw err;
         if (isDockError(err, 'INGEST_SPOOL_FULL')) {
+          // Kept copies of released clips are a convenience; a pull is evidence.
+          if (((await this.#d.reclaimSpool?.()) ?? 0) > 0) continue;
           this.#log.warn({ serial: row.serial, clipId: row.clipId, err: err.message }, 'spool full: pull paused');
           await new Promise((r) => setTimeout(r, this.#d.spoolWaitMs ?? 2000));
           attempt--; // waiting for space is not a failed attempt

@@ -281,6 +281,7 @@ export class Daemon {
       pipeline: this.pipeline,
       queue: this.queue,
       spoolKeepMs: this.#opts.spool?.keepAfterReleaseMs,
+      reclaimSpool: () => this.#reclaimSpool(true),
       hashes: this.#hashes,
       log: this.#log.child({ part: 'bay' }),
       session: this.#opts.session,
@@ -362,17 +363,25 @@ export class Daemon {
     };
   }
 
-  /** Removes the spool copies of released clips whose keep period is over. */
-  async #reclaimSpool(): Promise<void> {
-    const keepMs = this.#opts.spool?.keepAfterReleaseMs ?? 0;
-    for (const c of this.store.keptSpoolCopies(Date.now() - keepMs)) {
+  /**
+   * Removes the spool copies of released clips whose keep period is over, or with
+   * `now`, every kept copy (the spool is full and a pull needs the space). Returns how
+   * many were removed.
+   */
+  async #reclaimSpool(now = false): Promise<number> {
+    const keepMs = now ? 0 : (this.#opts.spool?.keepAfterReleaseMs ?? 0);
+    let removed = 0;
+    for (const c of this.store.keptSpoolCopies(now ? Number.MAX_SAFE_INTEGER : Date.now() - keepMs)) {
       try {
         await this.spool.remove(c.serial, c.clipId, c.container);
         this.store.spoolCopyRemoved(c.serial, c.clipId);
+        removed++;
       } catch (err) {
         this.#log.warn({ serial: c.serial, clipId: c.clipId, err: (err as Error).message }, 'cannot remove a kept spool copy; tried again later');
       }
     }
+    if (removed > 0) this.#log.info({ removed, early: now }, 'kept spool copies of released clips removed');
+    return removed;
   }
 }
 
