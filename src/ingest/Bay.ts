@@ -229,6 +229,7 @@ export class Bay extends EventEmitter<BayEvents> {
     this.#setState('finishing');
     await this.#d.pipeline.whenIdle(serial);
     await this.#d.queue.whenDone(serial);
+    if (this.#closed) return; // undocked (or stopping) while its uploads were waiting: already gone
     await this.releaseStored();
     this.#setState('done');
     this.#log.info({ serial }, 'camera offloaded');
