@@ -150,6 +150,24 @@ describe('dockside run --sink s3://', () => {
     expect(JSON.parse(bw.stdout.trim().split('\n').at(-1)!)).toMatchObject({ error: { code: 'CONFIG_INVALID', message: expect.stringContaining('25:00') } });
   });
 
+  it('credentials from the config file never reach the log, even at debug level with the store refusing them', async () => {
+    const d = tmp();
+    const config = join(d, 'dock.json');
+    writeFileSync(config, JSON.stringify({ sink: 's3://evidence/secret', s3: { endpoint: proxy.endpoint, accessKeyId: 'AKIDPLANTED0001', secretAccessKey: 'PLANTED/SECRET+KEY-do-not-log' } }));
+    const quiet = new CliChildren({ DOCKSIDE_LOG_LEVEL: 'debug', AWS_ACCESS_KEY_ID: '', AWS_SECRET_ACCESS_KEY: '' });
+    try {
+      const r = await quiet.run(['run', '--config', config, '--sim', '1', '--sim-clips', '1', '--sim-mode', 'synthetic', '--sim-clip-bytes', '10000', '--data-dir', d, '--until-idle', '--json'], { limitMs: 60_000 });
+      expect(r.code).toBe(1);
+      // s3rver itself refuses the planted key (on the first request, a HEAD: no reason in the answer)
+      expect(lastJson(r.stdout)).toMatchObject({ failed: 1, failures: [{ reason: expect.stringMatching(/SINK_REFUSED: .*HTTP 403 Forbidden.*check the credentials/) }] });
+      expect(r.stderr).toMatch(/"alert":"clip-failed"/);
+      expect(r.stderr + r.stdout).not.toContain('PLANTED/SECRET');
+      expect(readFileSync(join(d, 'ledger.jsonl'), 'utf8')).not.toContain('PLANTED/SECRET');
+    } finally {
+      await quiet.killAll();
+    }
+  });
+
   it('SIGHUP reloads the bandwidth timetable from the config file while running', async () => {
     const d = tmp();
     const config = join(d, 'dock.json');

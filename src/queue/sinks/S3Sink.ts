@@ -25,6 +25,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
+import { STATUS_CODES } from 'node:http';
 import type { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client, type PutObjectCommandInput } from '@aws-sdk/client-s3';
@@ -107,7 +108,9 @@ export function classifyS3Error(err: unknown, what: string, where: Record<string
   const name = e.name ?? 'Error';
   const status = e.$metadata?.httpStatusCode;
   const netCode = e.code ?? e.cause?.code;
-  const said = `${status ? `HTTP ${status} ` : ''}${name}${e.message && e.message !== name ? `: ${e.message}` : ''}`;
+  // An answer without a body (any HEAD) reaches the SDK as "Unknown": say the status instead.
+  const unnamed = name === 'Unknown' || e.message === 'UnknownError';
+  const said = unnamed && status ? `HTTP ${status} ${STATUS_CODES[status] ?? ''} (no reason given)` : `${status ? `HTTP ${status} ` : ''}${name}${e.message && e.message !== name ? `: ${e.message}` : ''}`;
   const details = { ...where, status, name, errno: netCode };
   if (FULL_NAMES.has(name) || status === 507) {
     return new DockError('SINK_FULL', `${what}: the store is out of space or quota (${said}). Free space or raise the quota; uploads resume by themselves`, details, { cause: err });
