@@ -41,6 +41,7 @@ it('three concurrent uploads under "1M" send 1 MiB/s between them, within 10% ov
   const first = proxy.samples[0]!.tMs;
   // the window starts after the first second (past the initial burst) and is 10 s long
   const rate = proxy.rateBytesPerSec(first + 1000, first + 11_000);
+  console.info(`bandwidth limit 1M: ${(rate / MiB).toFixed(3)} MiB/s arrived at the store over the 10 s window`);
   expect(rate / MiB).toBeGreaterThan(0.9);
   expect(rate / MiB).toBeLessThan(1.1);
   // and the three shared it: none finished early by taking more than its share
