@@ -44,6 +44,7 @@ export const ERROR_CODES = [
   'INGEST_UNENROLLED',
   'INGEST_SPOOL_FULL',
   'INGEST_DUPLICATE',
+  'INGEST_SPOOL_LOST', // a verified clip's spool copy is gone or unreadable: it cannot be uploaded
   // sinks (evidence stores)
   'SINK_WRITE', // a failure that may pass (a 5xx, a reset): retried with backoff
   'SINK_UNAVAILABLE', // the store cannot be reached at all (refused, timed out, DNS): the queue holds

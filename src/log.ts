@@ -17,8 +17,12 @@ export const REDACT_PATHS = [
   '*.token',
   '*.authorization',
   '*.privateKey',
+  'secretAccessKey',
+  'sessionToken',
   '*.secretAccessKey',
   '*.sessionToken',
+  '*.*.secretAccessKey',
+  '*.*.sessionToken',
   'credentials',
   '*.credentials',
 ];

@@ -1,7 +1,7 @@
 // `dockside run` with an S3 sink and `dockside queue`, as a user runs them (the built
 // binary), against a real S3-compatible server process. The issue's "done means".
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -120,7 +120,7 @@ describe('dockside run --sink s3://', () => {
     expect(human.stdout).toMatch(/failed\s+.*SINK_REFUSED/);
 
     const paused = await children.run(['queue', 'pause', '--reason', 'store maintenance', '--data-dir', d, '--json']);
-    expect(JSON.parse(paused.stdout)).toMatchObject({ hold: { kind: 'operator', reason: 'store maintenance' } });
+    expect(JSON.parse(paused.stdout)).toMatchObject({ hold: { kind: 'operator', reason: 'store maintenance' }, daemon: true });
     expect((await list())!.status.hold).toMatchObject({ kind: 'operator' });
 
     proxy.mode = 'pass';
@@ -131,7 +131,7 @@ describe('dockside run --sink s3://', () => {
     expect((await list())!.clips.map((c) => c.state)).toEqual(['verified', 'verified']); // paused: nothing goes
 
     const resumed = await children.run(['queue', 'resume', '--data-dir', d, '--json']);
-    expect(JSON.parse(resumed.stdout)).toEqual({ hold: null });
+    expect(JSON.parse(resumed.stdout)).toEqual({ hold: null, daemon: true });
     await until('both stored and released', async () => {
       const r = await children.run(['queue', 'list', '--all', '--data-dir', d, '--json']);
       const l = JSON.parse(r.stdout) as Listing;
@@ -142,6 +142,11 @@ describe('dockside run --sink s3://', () => {
 
   it('`queue retry` of an unknown clip, and a bad --bwlimit, are usage errors that say what is wrong', async () => {
     const d = tmp();
+    const nowhere = await children.run(['queue', 'pause', '--data-dir', join(d, 'typo'), '--json']);
+    expect(nowhere.code).toBe(2);
+    expect(JSON.parse(nowhere.stdout)).toMatchObject({ error: { code: 'CLI_USAGE', message: expect.stringContaining('not a dock data directory') } });
+    expect(existsSync(join(d, 'typo'))).toBe(false); // nothing was created
+    await children.run(['run', '--sim', '1', '--sim-clips', '1', '--sim-mode', 'synthetic', '--sim-clip-bytes', '10000', '--data-dir', d, '--until-idle', '--json']);
     const retry = await children.run(['queue', 'retry', 'C404', '--data-dir', d, '--json']);
     expect(retry.code).toBe(2);
     expect(JSON.parse(retry.stdout)).toMatchObject({ error: { code: 'CLI_USAGE', message: expect.stringContaining('no clip C404') } });

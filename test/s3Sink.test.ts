@@ -183,7 +183,7 @@ describe('S3 sink: a store that misbehaves', () => {
     [{ status: 403, code: 'QuotaExceeded' }, 'SINK_FULL'], // Ceph's quota answer is a 403
     [{ status: 403, code: 'AccessDenied' }, 'SINK_REFUSED'],
     [{ status: 400, code: 'InvalidRequest' }, 'SINK_REFUSED'],
-    [{ status: 400, code: 'BadDigest' }, 'SINK_WRITE'],
+    [{ status: 400, code: 'BadDigest' }, 'SINK_MISMATCH'], // the store saw other bytes than our checksum
     [{ status: 503, code: 'SlowDown' }, 'SINK_UNAVAILABLE'],
     [{ status: 500, code: 'InternalError' }, 'SINK_WRITE'],
   ] as const)('the store answers %o: %s', async (mode, code) => {

@@ -5,6 +5,8 @@
  * (what a pause or a retry records is picked up when the daemon next starts).
  */
 import type { Command } from 'commander';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { callDaemon } from '../control/ControlClient.js';
 import { DockError } from '../errors.js';
 import { openDataDir } from '../ingest/dataDir.js';
@@ -65,9 +67,11 @@ export function register(program: Command): void {
     .action(async (o: QueueOptions, cmd: Command) => {
       const opts = merged(o, cmd);
       const reason = opts.reason ?? 'paused by an operator';
-      const hold = (await callDaemon<{ hold: Hold }>(opts.dataDir, 'queue.pause', { reason }))?.result.hold ?? (await withStore(opts.dataDir, (store) => setOperatorPause(store, reason, Date.now())));
-      if (opts.json) printJson({ hold });
-      else process.stdout.write(`uploads paused: ${hold.reason}. \`dockside queue resume\` starts them again\n`);
+      const daemon = await callDaemon<{ hold: Hold }>(opts.dataDir, 'queue.pause', { reason });
+      const hold = daemon?.result.hold ?? (await withStore(opts.dataDir, (store) => setOperatorPause(store, reason, Date.now())));
+      const live = daemon !== undefined;
+      if (opts.json) printJson({ hold, daemon: live });
+      else process.stdout.write(`uploads paused${live ? '' : ' (no daemon runs: it starts paused)'}: ${hold.reason}. \`dockside queue resume\` starts them again\n`);
       process.exitCode = EXIT.OK;
     });
   queue
@@ -78,8 +82,8 @@ export function register(program: Command): void {
       const opts = merged(o, cmd);
       const daemon = await callDaemon<{ hold: Hold | null }>(opts.dataDir, 'queue.resume');
       const hold = daemon ? daemon.result.hold : await withStore(opts.dataDir, (store) => (clearOperatorPause(store), operatorPause(store) ?? null));
-      if (opts.json) printJson({ hold });
-      else process.stdout.write('uploads resumed\n');
+      if (opts.json) printJson({ hold, daemon: daemon !== undefined });
+      else process.stdout.write(`uploads resumed${daemon ? '' : ' (no daemon runs: it will start unpaused)'}\n`);
       process.exitCode = EXIT.OK;
     });
 }
@@ -94,6 +98,10 @@ function stripUnset(o: QueueOptions): Partial<QueueOptions> {
 }
 
 async function withStore<T>(dataDir: string, fn: (store: Store, ledger: ReturnType<typeof openDataDir>['ledger']) => T): Promise<T> {
+  // Never make a new data dir here: a mistyped --data-dir must not "pause" a dock that does not exist.
+  if (!existsSync(join(dataDir, 'state.db'))) {
+    throw new DockError('CLI_USAGE', `${resolve(dataDir)} is not a dock data directory (no state.db) and no daemon answers there; give the daemon's --data-dir`, { dataDir });
+  }
   const dir = openDataDir(dataDir, 'dockside queue');
   try {
     return fn(dir.store, dir.ledger);

@@ -4,7 +4,8 @@
  * exits once every docked camera is offloaded and nothing is in flight.
  *
  * SIGHUP re-reads the --config file and applies what can change while running: the
- * upload bandwidth timetable and concurrency. Anything else needs a restart.
+ * upload bandwidth timetable and concurrency (a flag given on the command line still
+ * wins). Anything else needs a restart.
  */
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
@@ -78,6 +79,19 @@ export function register(program: Command): void {
       const bars = !o.json && process.stdout.isTTY === true;
       const log = createLogger({ level: bars ? 'warn' : undefined }).child({ part: 'daemon' });
       if (o.bwlimit !== undefined) parseBwTimetable(o.bwlimit); // a bad timetable is refused before anything starts
+      // SIGHUP's default is to end the process: handled from the start, for the life of the process.
+      const ready: { daemon?: Daemon } = {};
+      process.on('SIGHUP', () => {
+        const running = ready.daemon;
+        if (!running) return void log.warn('SIGHUP before the daemon is up: ignored');
+        if (!o.config) return void log.warn('SIGHUP: no --config file to reload');
+        try {
+          // A flag given on the command line still wins over the file.
+          running.reconfigure(uploadOptions(o, loadConfig(o.config)));
+        } catch (err) {
+          log.error({ err: (err as Error).message }, 'SIGHUP: the config file was not reloaded; the running settings stay');
+        }
+      });
       const daemon = await Daemon.open({
         dataDir,
         sink: o.sink ?? file.sink,
@@ -107,15 +121,7 @@ export function register(program: Command): void {
       const stopped = new Promise<string>((r) => (stop = r));
       process.once('SIGINT', () => stop('SIGINT'));
       process.once('SIGTERM', () => stop('SIGTERM'));
-      const reload = (): void => {
-        if (!o.config) return void log.warn('SIGHUP: no --config file to reload');
-        try {
-          daemon.reconfigure(uploadOptions({}, loadConfig(o.config)));
-        } catch (err) {
-          log.error({ err: (err as Error).message }, 'SIGHUP: the config file was not reloaded; the running settings stay');
-        }
-      };
-      process.on('SIGHUP', reload);
+      ready.daemon = daemon;
       try {
         await daemon.start();
         log.info({ dataDir: daemon.dataDir, sink: daemon.sink.name }, 'daemon running');
@@ -127,7 +133,6 @@ export function register(program: Command): void {
         // Clips the store refused are kept, but the run did not do its job: say so.
         process.exitCode = summary.failed > 0 ? EXIT.ERROR : EXIT.OK;
       } finally {
-        process.off('SIGHUP', reload);
         stopProgress();
         await daemon.close();
       }

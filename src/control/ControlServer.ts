@@ -18,6 +18,7 @@ import type { Logger } from '../log.js';
 
 export const CONTROL_SOCKET = 'control.sock';
 const MAX_LINE = 64 * 1024;
+const MAX_SOCKET_PATH = 107; // sun_path on Linux, less its terminating NUL
 
 export type Handler = (params: Record<string, unknown>) => unknown;
 
@@ -42,27 +43,36 @@ export class ControlServer {
   /** Listens on DATA_DIR/control.sock; the caller holds the data dir lock, so a socket file left there is stale. */
   static async listen(dataDir: string, handlers: Record<string, Handler>, log: Logger): Promise<ControlServer> {
     const path = controlSocketPath(dataDir);
+    if (Buffer.byteLength(path) > MAX_SOCKET_PATH) {
+      throw new DockError('CONFIG_INVALID', `the control socket path ${path} is ${Buffer.byteLength(path)} bytes, longer than the ${MAX_SOCKET_PATH} a Unix socket allows; use a shorter --data-dir`, { path });
+    }
     rmSync(path, { force: true });
     const s = new ControlServer(path, handlers, log);
-    const umask = process.umask(0o177); // the socket is created 0600, never briefly wider
+    s.#server.unref(); // it serves while the daemon runs; it does not keep it running
     try {
       await new Promise<void>((resolve, reject) => {
         s.#server.once('error', reject);
-        s.#server.listen(path, () => resolve());
+        // The umask is process-wide: narrowed only around the bind itself, which happens
+        // within this call, so the socket is 0600 from its first instant and nothing
+        // else the daemon creates meanwhile is affected.
+        const umask = process.umask(0o177);
+        try {
+          s.#server.listen(path, () => resolve());
+        } finally {
+          process.umask(umask);
+        }
       });
+      chmodSync(path, 0o600);
     } catch (err) {
+      await s.close().catch(() => undefined);
       throw toDockError(err, 'CONFIG_INVALID', `cannot open the control socket ${path}; check the data directory's permissions`);
-    } finally {
-      process.umask(umask);
     }
-    chmodSync(path, 0o600);
-    s.#server.unref(); // it serves while the daemon runs; it does not keep it running
     return s;
   }
 
   async close(): Promise<void> {
     for (const s of this.#sockets) s.destroy();
-    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    if (this.#server.listening) await new Promise<void>((resolve) => this.#server.close(() => resolve()));
     rmSync(this.path, { force: true });
   }
 

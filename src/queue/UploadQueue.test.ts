@@ -259,6 +259,74 @@ describe('upload queue', () => {
   });
 });
 
+describe('upload queue: what review found', () => {
+  it('a probe the store answers with another error ends the hold; the failed clip backs off and the next one goes', async () => {
+    let now = 0;
+    const sink = new ScriptedSink();
+    const a = verifiedClip(1);
+    const b = verifiedClip(2);
+    const q = queue(sink, { concurrency: 1 }, () => now);
+    q.kick();
+    await sink.until(1);
+    sink.calls[0]!.answer('SINK_UNAVAILABLE');
+    await tick();
+    now = q.status().hold!.untilMs!;
+    q.kick();
+    await sink.until(2);
+    sink.calls[1]!.answer('SINK_WRITE'); // the store is back, this clip just failed
+    await sink.until(3);
+    expect(q.status().hold).toBeNull();
+    expect(sink.calls[2]!.obj.clipId).toBe(b); // not the same clip again at once
+    sink.calls[2]!.answer();
+    await tick();
+    expect(store.clip(SERIAL, a)).toMatchObject({ state: 'verified', attempts: 2 });
+    expect(store.clip(SERIAL, a)!.nextAttemptMs).toBeGreaterThan(now);
+    expect(sink.calls).toHaveLength(3);
+  });
+
+  it('a verified clip whose spool copy is gone is failed with the reason, without calling the store', async () => {
+    const sink = new ScriptedSink();
+    const id = verifiedClip(1);
+    rmSync(spool.clipPath(SERIAL, id, 'mp4'));
+    const q = queue(sink);
+    q.kick();
+    await tick();
+    await tick();
+    expect(sink.calls).toHaveLength(0);
+    expect(store.clip(SERIAL, id)).toMatchObject({ state: 'failed', reason: expect.stringMatching(/^INGEST_SPOOL_LOST: .*camera still holds the clip/) });
+    expect(q.status().hold).toBeNull();
+  });
+
+  it('mismatches count in a row: other failures in between start the count again', async () => {
+    let now = 0;
+    const sink = new ScriptedSink();
+    const id = verifiedClip(1);
+    const q = queue(sink, { mismatchLimit: 2 }, () => now);
+    const answers: ErrorCode[] = ['SINK_MISMATCH', 'SINK_WRITE', 'SINK_MISMATCH'];
+    q.kick();
+    for (let i = 0; i < answers.length; i++) {
+      await sink.until(i + 1);
+      sink.calls[i]!.answer(answers[i]);
+      await tick();
+      now = Math.max(now, store.clip(SERIAL, id)!.nextAttemptMs);
+      q.kick();
+    }
+    expect(store.clip(SERIAL, id)?.state).not.toBe('failed');
+    await sink.until(4);
+    sink.calls[3]!.answer('SINK_MISMATCH');
+    await tick();
+    expect(store.clip(SERIAL, id)?.state).toBe('failed');
+  });
+
+  it('whenDone does not wait forever on an operator pause', async () => {
+    verifiedClip(1);
+    const q = queue(new ScriptedSink());
+    q.pause();
+    await q.whenDone();
+    expect(q.pending()).toBe(1);
+  });
+});
+
 describe('backoff and classification', () => {
   it('backoff doubles from the base, is capped, and jitters between half and all of it', () => {
     expect(backoffMs(1, 1000, 60_000, () => 0)).toBe(500);

@@ -22,6 +22,8 @@
  * takes an object it already holds with the right hash as stored).
  */
 import { EventEmitter } from 'node:events';
+import { constants } from 'node:fs';
+import { access, stat } from 'node:fs/promises';
 import type { DockKey } from '../custody/dockKey.js';
 import type { Ledger } from '../custody/Ledger.js';
 import { parseManifest } from '../custody/manifest.js';
@@ -163,6 +165,8 @@ export class UploadQueue extends EventEmitter<UploadQueueEvents> {
   #probing = false;
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
+  readonly #mismatches = new Map<string, number>(); // wrong bytes back in a row, per clip
+  readonly #cooldown = new Map<string, number>(); // clips whose bookkeeping failed: not before this time
 
   constructor(deps: UploadQueueDeps) {
     super();
@@ -170,6 +174,7 @@ export class UploadQueue extends EventEmitter<UploadQueueEvents> {
     this.#o = { ...UPLOAD_DEFAULTS, ...stripUndefined(deps.options ?? {}) };
     this.#now = deps.now ?? Date.now;
     this.#hold = operatorPause(deps.store) ?? null;
+    if (this.#hold) deps.log.warn({ reason: this.#hold.reason, sinceMs: this.#hold.sinceMs }, 'uploads are PAUSED by an operator (kept from before this start); `dockside queue resume` starts them');
   }
 
   get options(): Readonly<UploadQueueOptions> {
@@ -192,10 +197,11 @@ export class UploadQueue extends EventEmitter<UploadQueueEvents> {
       if (this.#hold.untilMs === null) return; // an operator pause
       if (now < this.#hold.untilMs) return this.#wakeAt(this.#hold.untilMs);
       if (this.#inFlight.size > 0 || this.#probing) return; // the probe is out
-      const probe = this.#d.store.uploadOrder(Number.MAX_SAFE_INTEGER, 1)[0];
+      // The probe is the first clip that is due: one backing off waits its turn like any other.
+      const probe = this.#d.store.uploadOrder(now, 1, this.#coolingDown(now))[0];
       if (!probe) {
-        this.#clearHold('nothing is waiting to be uploaded');
-        return;
+        if (this.pending() === 0) return this.#clearHold('nothing is waiting to be uploaded');
+        return this.#wakeAt(this.#d.store.nextUploadAttemptMs(now) ?? now + this.#o.retryBaseMs);
       }
       this.#probing = true;
       this.#hold.probes++;
@@ -205,7 +211,7 @@ export class UploadQueue extends EventEmitter<UploadQueueEvents> {
     }
     const free = this.#o.concurrency - this.#inFlight.size;
     if (free > 0) {
-      for (const c of this.#d.store.uploadOrder(now, free, new Set(this.#inFlight.keys()))) this.#start(c);
+      for (const c of this.#d.store.uploadOrder(now, free, new Set([...this.#inFlight.keys(), ...this.#coolingDown(now)]))) this.#start(c);
     }
     const next = this.#d.store.nextUploadAttemptMs(now);
     if (next !== undefined) this.#wakeAt(next);
@@ -259,9 +265,12 @@ export class UploadQueue extends EventEmitter<UploadQueueEvents> {
     return this.#inFlight.size > 0 || (this.pending() > 0 && this.#hold?.kind !== 'operator');
   }
 
-  /** Resolves when no clip of this camera (or of any) waits to be uploaded. */
+  /**
+   * Resolves when no clip of this camera (or of any) waits to be uploaded, or when an
+   * operator paused the queue (nothing will move until they resume; the summary says so).
+   */
   async whenDone(serial?: string): Promise<void> {
-    while (!this.#closed && this.pending(serial) > 0) {
+    while (!this.#closed && this.pending(serial) > 0 && this.#hold?.kind !== 'operator') {
       await new Promise<void>((resolve) => {
         const wake = (): void => {
           this.off('changed', wake);
@@ -302,6 +311,11 @@ export class UploadQueue extends EventEmitter<UploadQueueEvents> {
     await sink.putSidecar(serial, clipId, sidecar);
   }
 
+  #coolingDown(now: number): Set<string> {
+    for (const [k, until] of this.#cooldown) if (until <= now) this.#cooldown.delete(k);
+    return new Set(this.#cooldown.keys());
+  }
+
   #wakeAt(ms: number): void {
     clearTimeout(this.#timer);
     this.#timer = setTimeout(() => this.kick(), Math.max(0, ms - this.#now()));
@@ -313,7 +327,11 @@ export class UploadQueue extends EventEmitter<UploadQueueEvents> {
     const abort = new AbortController();
     const info: InFlight = { serial: c.serial, clipId: c.clipId, size: c.size, bytes: 0, priority: c.priority, startedMs: this.#now() };
     const done = this.#upload(c, info, abort.signal)
-      .catch((err: unknown) => this.#d.log.error({ serial: c.serial, clipId: c.clipId, err: (err as Error).message }, 'upload bookkeeping failed; the clip is tried again'))
+      .catch((err: unknown) => {
+        // The ledger or the state store failed: the clip stays uploading; wait before trying it again.
+        this.#cooldown.set(k, this.#now() + this.#o.retryBaseMs);
+        this.#d.log.error({ serial: c.serial, clipId: c.clipId, err: (err as Error).message }, 'upload bookkeeping failed; the clip is tried again');
+      })
       .finally(() => {
         this.#inFlight.delete(k);
         this.#probing = false;
@@ -330,6 +348,7 @@ export class UploadQueue extends EventEmitter<UploadQueueEvents> {
     const where = { serial: c.serial, clipId: c.clipId };
     try {
       const m = parseManifest(c.manifest!);
+      await this.#checkSpoolCopy(c, m.size);
       const receipt = await sink.put(
         { serial: c.serial, clipId: c.clipId, container: c.container, sourcePath: spool.clipPath(c.serial, c.clipId, c.container), sha256: m.sha256, size: m.size },
         { signal, onProgress: (bytes) => (info.bytes = bytes) },
@@ -339,6 +358,7 @@ export class UploadQueue extends EventEmitter<UploadQueueEvents> {
       await this.writeSidecar(c.serial, c.clipId, { location: receipt.location, sha256: receipt.sha256, receipt: receipt.receipt });
       store.transition(c.serial, c.clipId, 'stored', { receipt: receipt.receipt, attempts: 0, lastError: null });
       log.info({ ...where, location: receipt.location, bytes: receipt.bytes, existed: receipt.existed }, 'clip stored');
+      this.#mismatches.delete(key(c.serial, c.clipId));
       if (this.#hold && this.#hold.kind !== 'operator') this.#clearHold(`an upload went through after ${this.#hold.probes} probe(s)`);
       this.emit('stored', c.serial, c.clipId);
     } catch (err) {
@@ -352,13 +372,18 @@ export class UploadQueue extends EventEmitter<UploadQueueEvents> {
     const where = { serial: c.serial, clipId: c.clipId };
     const attempts = c.attempts + 1;
     const lastError = `${e.code}: ${e.message}`;
-    let kind = classify(e.code);
+    let kind = e.code === 'INGEST_SPOOL_LOST' ? 'fail' : classify(e.code);
+    const k = key(c.serial, c.clipId);
     if (kind === 'mismatch') {
-      const inARow = c.lastError?.startsWith('SINK_MISMATCH') ? attempts : 1;
-      this.#alert({ kind: 'store-mismatch', message: `the store returned other bytes than were sent for ${key(c.serial, c.clipId)} (${inARow} time(s) in a row): ${e.message}`, ...where });
+      const inARow = (this.#mismatches.get(k) ?? 0) + 1;
+      this.#mismatches.set(k, inARow);
+      this.#alert({ kind: 'store-mismatch', message: `the store returned other bytes than were sent for ${k} (${inARow} time(s) in a row): ${e.message}`, ...where });
       kind = inARow >= this.#o.mismatchLimit ? 'fail' : 'retry';
-    }
+    } else this.#mismatches.delete(k);
+    // A probe the store answered (with anything but "down" or "full") shows it is back.
+    if (kind !== 'hold' && kind !== 'full' && this.#hold && this.#hold.kind !== 'operator') this.#clearHold(`the store answered a probe (${e.code})`);
     if (kind === 'fail') {
+      this.#mismatches.delete(k);
       const reason = `${e.code}: ${e.message}`;
       ledger.append('upload_failed', { ...where, details: { code: e.code, reason: e.message, attempts } });
       store.transition(c.serial, c.clipId, 'failed', { reason, lastError, attempts });
@@ -374,6 +399,18 @@ export class UploadQueue extends EventEmitter<UploadQueueEvents> {
     const delay = backoffMs(attempts, this.#o.retryBaseMs, this.#o.retryMaxMs);
     store.transition(c.serial, c.clipId, 'verified', { attempts, lastError, nextAttemptMs: this.#now() + delay });
     log.warn({ ...where, code: e.code, err: e.message, attempt: attempts, retryInMs: delay }, 'upload failed; will retry');
+  }
+
+  /** The verified spool copy must be there, whole and readable: it is the only thing uploaded. */
+  async #checkSpoolCopy(c: ClipRow, size: number): Promise<void> {
+    const path = this.#d.spool.clipPath(c.serial, c.clipId, c.container);
+    try {
+      await access(path, constants.R_OK);
+      const st = await stat(path);
+      if (st.size !== size) throw new Error(`it has ${st.size} bytes, not ${size}`);
+    } catch (err) {
+      throw new DockError('INGEST_SPOOL_LOST', `the verified spool copy of ${c.serial}/${c.clipId} (${path}) cannot be read: ${(err as Error).message}. Nothing was sent; the camera still holds the clip. Restore the file or re-ingest the clip`, { serial: c.serial, clipId: c.clipId, path });
+    }
   }
 
   #holdFor(kind: 'store-full' | 'store-unreachable', e: DockError): void {

@@ -46,7 +46,17 @@ export class DirSink implements Sink {
       const existing = await stat(target).catch(() => undefined);
       if (existing) {
         const { sha256, bytes } = await this.#hashes.hash(target);
-        if (sha256 === obj.sha256) return this.#receipt(target, sha256, bytes, true);
+        if (sha256 === obj.sha256) {
+          // Seen after a crash, perhaps only in the page cache: make it durable before it counts.
+          const fh = await open(target, 'r');
+          try {
+            await fh.sync();
+          } finally {
+            await fh.close();
+          }
+          await fsyncDir(dir);
+          return this.#receipt(target, sha256, bytes, true);
+        }
         await rm(target); // not the evidence: replace it from the verified spool copy
       }
       const tmp = join(dir, `.${obj.clipId}.${obj.container}.tmp`);

@@ -100,7 +100,9 @@ const REFUSED_NAMES = new Set([
   'EntityTooLarge',
   'MethodNotAllowed',
 ]);
-const TRANSIENT_400_NAMES = new Set(['RequestTimeout', 'BadDigest', 'InvalidDigest', 'XAmzContentSHA256Mismatch', 'IncompleteBody', 'RequestTimeTooSkewed']);
+const TRANSIENT_400_NAMES = new Set(['RequestTimeout', 'IncompleteBody', 'RequestTimeTooSkewed']);
+/** The store computed another checksum than the one we sent: the bytes changed on the way or in the spool. */
+const DIGEST_NAMES = new Set(['BadDigest', 'InvalidDigest', 'XAmzContentSHA256Mismatch']);
 
 /** What an SDK error means for the queue, as a DockError that says what happened and what to do. */
 export function classifyS3Error(err: unknown, what: string, where: Record<string, unknown>): DockError {
@@ -117,6 +119,9 @@ export function classifyS3Error(err: unknown, what: string, where: Record<string
   }
   if ((netCode && NETWORK_CODES.has(netCode)) || name === 'TimeoutError' || status === 503 || status === 429 || name === 'SlowDown' || name === 'ServiceUnavailable') {
     return new DockError('SINK_UNAVAILABLE', `${what}: the store cannot be reached or asks us to slow down (${said}). Uploads hold and retry; check the network and the store`, details, { cause: err });
+  }
+  if (DIGEST_NAMES.has(name)) {
+    return new DockError('SINK_MISMATCH', `${what}: the store received other bytes than the clip's SHA-256 says (${said}); sent again, and failed after repeated mismatches`, details, { cause: err });
   }
   if (TRANSIENT_400_NAMES.has(name)) return new DockError('SINK_WRITE', `${what}: ${said}; retrying`, details, { cause: err });
   if (REFUSED_NAMES.has(name) || status === 400 || status === 401 || status === 403 || status === 404 || status === 405 || status === 411) {
@@ -149,6 +154,9 @@ export class S3Sink implements Sink {
       region: opts.region ?? process.env['AWS_REGION'] ?? process.env['AWS_DEFAULT_REGION'] ?? 'us-east-1',
       ...(opts.credentials ? { credentials: opts.credentials } : {}),
       maxAttempts: this.#o.maxAttempts,
+      // Without these a store that accepts a connection and then says nothing holds an
+      // upload slot forever: a silent store must look like an unreachable one.
+      requestHandler: { connectionTimeout: 10_000, requestTimeout: 120_000 },
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
     });
@@ -220,9 +228,12 @@ export class S3Sink implements Sink {
     const count = progressCounter(opts.onProgress);
     const src = createReadStream(obj.sourcePath, { highWaterMark: 256 * 1024 });
     const stages: (Readable | Transform)[] = [src];
-    if (this.#o.limit && this.#o.limit.current().rate !== null) stages.push(this.#o.limit.throttle(opts.signal));
+    // Always through the limiter (it passes data straight on while unlimited), so a
+    // timetable that starts a limit mid-upload slows this upload too.
+    if (this.#o.limit) stages.push(this.#o.limit.throttle(opts.signal));
     stages.push(count);
-    void pipeline(stages as [Readable, ...Transform[]]).catch(() => undefined); // errors reach the SDK through `count`
+    // A read error must end the request at once, not leave it waiting for bytes.
+    void pipeline(stages as [Readable, ...Transform[]]).catch((err: Error) => count.destroy(err));
     return count;
   }
 
@@ -271,7 +282,11 @@ export class S3Sink implements Sink {
     if (this.#o.verify === 'store-checksum' && !head.multipart) {
       const h = head.checksum ? head : await this.#head(Key, signal);
       const stored = h?.checksum ? Buffer.from(h.checksum, 'base64').toString('hex') : undefined;
-      if (stored && h) return { location, sha256: stored, bytes: h.size, existed: false, receipt: `s3:${etag}:store-sha256:${stored}` };
+      // The store could just echo the checksum header we sent; its single-part ETag (the
+      // MD5 of what it holds, unless it encrypts with KMS) must also match our bytes.
+      // Either missing or different: read the object back instead.
+      const hEtag = (h?.etag ?? '').replace(/"/g, '');
+      if (stored && h && hEtag === (await md5File(obj.sourcePath))) return { location, sha256: stored, bytes: h.size, existed: false, receipt: `s3:${hEtag}:store-sha256:${stored}` };
     }
     const got = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key }), { abortSignal: signal });
     const hash = createHash('sha256');
@@ -289,6 +304,12 @@ export class S3Sink implements Sink {
     if (!lock) return {};
     return { ObjectLockMode: lock.mode, ObjectLockRetainUntilDate: new Date(Date.now() + lock.days * 86_400_000) };
   }
+}
+
+async function md5File(path: string): Promise<string> {
+  const h = createHash('md5');
+  for await (const chunk of createReadStream(path, { highWaterMark: 1024 * 1024 })) h.update(chunk as Buffer);
+  return h.digest('hex');
 }
 
 interface Head {
