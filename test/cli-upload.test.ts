@@ -173,6 +173,14 @@ describe('dockside run --sink s3://', () => {
     }
   });
 
+  it('a data dir whose control socket path is too long: a clear error, and the process exits', async () => {
+    const d = join(tmp(), 'x'.repeat(100));
+    const r = await children.run(['run', '--sim', '1', '--sim-clips', '1', '--sim-mode', 'synthetic', '--sim-clip-bytes', '10000', '--data-dir', d, '--until-idle', '--json'], { limitMs: 30_000 });
+    expect(r.killed).toBe(false);
+    expect(r.code).toBe(2);
+    expect(lastJson(r.stdout)).toMatchObject({ error: { code: 'CONFIG_INVALID', message: expect.stringContaining('longer than the 107') } });
+  });
+
   it('SIGHUP reloads the bandwidth timetable from the config file while running', async () => {
     const d = tmp();
     const config = join(d, 'dock.json');
