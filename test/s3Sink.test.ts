@@ -11,6 +11,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { isDockError, type ErrorCode } from '../src/errors.js';
 import { classifyS3Error, parseS3Spec, S3Sink, wantsPathStyle, type S3SinkOptions } from '../src/queue/sinks/S3Sink.js';
 import type { StoreObject } from '../src/queue/sinks/Sink.js';
+import { rejection } from './helpers/rejection.js';
 import { startFaultProxy, type FaultProxy } from './helpers/s3FaultProxy.js';
 import { fetchObject, s3Client, startS3Server, stopAll, type S3Server } from './helpers/s3Server.js';
 
@@ -55,20 +56,14 @@ function clip(size: number, container = 'mp4'): StoreObject & { bytes: Buffer } 
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
-async function rejection(p: Promise<unknown>): Promise<unknown> {
+async function codeOf(p: Promise<unknown>): Promise<ErrorCode | 'resolved'> {
   try {
     await p;
+    return 'resolved';
   } catch (err) {
-    return err;
+    if (isDockError(err)) return err.code;
+    throw err;
   }
-  return undefined;
-}
-
-async function codeOf(p: Promise<unknown>): Promise<ErrorCode | 'resolved'> {
-  const err = await rejection(p);
-  if (err === undefined) return 'resolved';
-  if (isDockError(err)) return err.code;
-  throw err;
 }
 
 describe('S3 sink: storing', () => {

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isDockError } from '../errors.js';
 import { SPOOL_DEFAULTS, Spool, type PartFile } from './Spool.js';
+import { rejection } from '../../test/helpers/rejection.js';
 
 const SERIAL = 'BC4-SPOOL001';
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
@@ -18,15 +19,6 @@ async function openPart(offset: number, clipId = 'C1'): Promise<PartFile> {
   const p = await spool.openPart(SERIAL, clipId, offset);
   parts.push(p);
   return p;
-}
-
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected a rejection');
 }
 
 beforeEach(() => {

@@ -374,6 +374,9 @@ describe('Store: upload queue order and bookkeeping', () => {
     add(s, 'MID', 4, 0, 2000);
     expect(s.clip(SERIAL, 'PRIO')?.priority).toBe(1);
     expect(s.uploadOrder(0, 10).map((c) => c.clipId)).toEqual(['PRIO', 'OLD', 'MID', 'NEW']);
+    expect(s.countPendingUploads()).toBe(4);
+    expect(s.countPendingUploads(SERIAL)).toBe(4);
+    expect(s.countPendingUploads('BC4-OTHER')).toBe(0);
     expect(s.uploadOrder(0, 2).map((c) => c.clipId)).toEqual(['PRIO', 'OLD']);
     expect(s.uploadOrder(0, 2, new Set([`${SERIAL}/PRIO`])).map((c) => c.clipId)).toEqual(['OLD', 'MID']);
 

@@ -348,6 +348,12 @@ export class Store {
     return r.t ?? undefined;
   }
 
+  /** How many clips (of a camera, or of all) wait to be uploaded: verified or uploading. */
+  countPendingUploads(serial?: string): number {
+    const sql = `SELECT COUNT(*) n FROM clips WHERE state IN ('verified', 'uploading')${serial ? ' AND serial = ?' : ''}`;
+    return (this.#db.prepare(sql).get(...(serial ? [serial] : [])) as { n: number }).n;
+  }
+
   /** Lets a clip waiting out its upload backoff go at once. */
   resetBackoff(serial: string, clipId: string): void {
     this.#db.prepare(`UPDATE clips SET next_attempt_ms = 0 WHERE serial = ? AND clip_id = ? AND state IN ('verified', 'uploading')`).run(serial, clipId);

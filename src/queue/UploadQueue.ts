@@ -258,7 +258,8 @@ export class UploadQueue extends EventEmitter<UploadQueueEvents> {
 
   /** Clips of this camera (or of any) still to be uploaded. */
   pending(serial?: string): number {
-    return this.#d.store.clips({ serial, state: ['verified', 'uploading'] }).length;
+    // a COUNT, not the rows: every waiting bay asks again on each change of the queue
+    return this.#d.store.countPendingUploads(serial);
   }
 
   get busy(): boolean {

@@ -7,6 +7,7 @@ import { isDockError } from '../../errors.js';
 import { HashPool } from '../../verify/HashPool.js';
 import { DirSink } from './DirSink.js';
 import type { StoreObject } from './Sink.js';
+import { rejection } from '../../../test/helpers/rejection.js';
 
 const SERIAL = 'BC4-SINK0001';
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
@@ -20,15 +21,6 @@ let sink: DirSink;
 
 function obj(over: Partial<StoreObject> = {}): StoreObject {
   return { serial: SERIAL, clipId: 'C1', container: 'mp4', sourcePath: source, sha256: sha(CLIP), size: CLIP.length, ...over };
-}
-
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected a rejection');
 }
 
 beforeAll(() => {
