@@ -31,6 +31,7 @@ export const CUSTODY_EVENTS = [
   'revoked',
   'refused',
   'clock_set',
+  'firmware_updated', // a technician pushed signed firmware: from, to, package sha256
   'listed',
   'pulled',
   'verified',
