@@ -3,7 +3,8 @@
  * (tests, alerts and scripts match on it); `message` says what happened and what to do.
  * Codes are grouped by subsystem prefix: FRAME_ (wire framing), PROTO_ (messages and
  * session), HAL_ (transports and discovery), SIM_ (the simulated camera), CUSTODY_,
- * INGEST_, SINK_ (evidence stores), CONFIG_, CLI_, and INTERNAL for our own bugs.
+ * INGEST_, SINK_ (evidence stores), FIRMWARE_ and CAMERA_ (technician
+ * operations), CONFIG_, CLI_, and INTERNAL for our own bugs.
  */
 export const ERROR_CODES = [
   // framing
@@ -51,6 +52,10 @@ export const ERROR_CODES = [
   'SINK_FULL', // the store is out of space or quota: the queue pauses, alerts, probes and resumes
   'SINK_REFUSED', // the store refuses this for good (403, 400, no such bucket): the clip is failed, kept
   'SINK_MISMATCH', // the store's copy does not hash to the manifest: never counted as stored
+  // technician operations on a docked camera
+  'FIRMWARE_INVALID', // a firmware package that is unsigned, wrongly signed, damaged or for another model: nothing sent
+  'FIRMWARE_FAILED', // the camera refused or did not finish an update: it keeps its running firmware
+  'CAMERA_BUSY', // the camera is being offloaded (or updated): the operation waits for it to finish
   // configuration and command line
   'CONFIG_INVALID',
   'CLI_USAGE',

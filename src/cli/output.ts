@@ -47,6 +47,7 @@ export function reportError(err: unknown, json: boolean): number {
   else process.stderr.write(`dockside: ${e.message} [${e.code}]\n`);
   if (e.code === 'CONFIG_INVALID' || e.code === 'CLI_USAGE' || e.code === 'SIM_BAD_FAULTS') return EXIT.USAGE;
   if (e.code === 'HAL_NOT_FOUND') return EXIT.NOT_FOUND;
+  if (e.code === 'FIRMWARE_INVALID' || e.code === 'FIRMWARE_FAILED') return EXIT.CHECK_FAILED;
   return EXIT.ERROR;
 }
 
@@ -64,4 +65,16 @@ export function positiveNumber(name: string): (v: string) => number {
     if (!Number.isFinite(n) || n < 0) throw new DockError('CLI_USAGE', `${name} must be a non-negative number, got ${JSON.stringify(v)}`);
     return n;
   };
+}
+
+/** The dock data directory a command uses when --data-dir is not given. */
+export const DEFAULT_DATA_DIR = process.env['DOCKSIDE_DATA_DIR'] || './var';
+
+export function formatAgo(ms: number | null, now = Date.now()): string {
+  if (ms === null) return 'never';
+  const s = Math.max(0, Math.round((now - ms) / 1000));
+  if (s < 90) return `${s} s ago`;
+  if (s < 5400) return `${Math.round(s / 60)} min ago`;
+  if (s < 129_600) return `${Math.round(s / 3600)} h ago`;
+  return new Date(ms).toISOString().slice(0, 16).replace('T', ' ');
 }

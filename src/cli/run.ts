@@ -93,17 +93,9 @@ export function register(program: Command): void {
         }
       });
       const daemon = await Daemon.open({
+        ...daemonOptionsFrom(file, o),
         dataDir,
-        sink: o.sink ?? file.sink,
-        s3: s3Options(o, file),
-        upload: uploadOptions(o, file),
         bays,
-        portsDir: o.portsDir ?? file.portsDir,
-        usb: file.usb,
-        spool: file.spool,
-        session: file.session,
-        clockSkewMs: file.clockSkewMs,
-        hashThreads: file.hashThreads || undefined,
         log,
         sim: o.sim
           ? {
@@ -139,7 +131,28 @@ export function register(program: Command): void {
     });
 }
 
-function s3Options(o: RunOptions, file: Config): S3Options {
+type StoreFlags = Pick<RunOptions, 'sink' | 's3Endpoint' | 's3Region' | 's3PathStyle' | 's3Verify' | 's3ObjectLock' | 'bwlimit' | 'uploadConcurrency' | 'portsDir'>;
+
+/**
+ * What the config file (and the store flags given) make of a daemon, less its data
+ * dir, bays and log: shared by `run` and by `pull` when no daemon runs, so a manual
+ * offload stores where the daemon would.
+ */
+export function daemonOptionsFrom(file: Config, o: StoreFlags = {}): Omit<DaemonOptions, 'dataDir' | 'log' | 'bays'> {
+  return {
+    sink: o.sink ?? file.sink,
+    s3: s3Options(o, file),
+    upload: uploadOptions(o, file),
+    portsDir: o.portsDir ?? file.portsDir,
+    usb: file.usb,
+    spool: file.spool,
+    session: file.session,
+    clockSkewMs: file.clockSkewMs,
+    hashThreads: file.hashThreads || undefined,
+  };
+}
+
+function s3Options(o: StoreFlags, file: Config): S3Options {
   const f = file.s3 ?? {};
   const lock = o.s3ObjectLock ?? f.objectLock;
   const verify = o.s3Verify ?? f.verify ?? CONFIG_DEFAULTS.s3.verify;

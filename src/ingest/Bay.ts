@@ -56,6 +56,16 @@ export interface BayProgress {
   size: number;
 }
 
+/** What a technician sees of a bay's offload (`dockside pull`, `diag --all`). */
+export interface BayActivity {
+  dockedAtMs: number | null;
+  doneAtMs: number | null; // when it last reached done
+  toPull: number; // clips this offload pulls
+  pulled: number;
+  current: BayProgress | null; // the clip being pulled now
+  operation: string | null; // a technician operation running on the camera (firmware)
+}
+
 export interface BayEvents {
   state: [state: BayState];
   progress: [p: BayProgress];
@@ -72,6 +82,7 @@ export class Bay extends EventEmitter<BayEvents> {
   #releasing: Promise<void> = Promise.resolve();
   #releaseRuns = 0;
   #authenticated = false;
+  #activity: BayActivity = { dockedAtMs: null, doneAtMs: null, toPull: 0, pulled: 0, current: null, operation: null };
   readonly #d: BayDeps;
   readonly #log: Logger;
 
@@ -94,14 +105,57 @@ export class Bay extends EventEmitter<BayEvents> {
     return this.#error;
   }
 
+  /** The camera's session, while it is docked and proved its enrolled key. */
+  get liveSession(): Session | undefined {
+    const s = this.#session;
+    return s && !s.closed && this.#authenticated ? s : undefined;
+  }
+
+  get activity(): BayActivity {
+    return { ...this.#activity, current: this.#activity.current ? { ...this.#activity.current } : null };
+  }
+
+  /**
+   * Runs a technician operation (a firmware update) on the docked camera, once it is
+   * offloaded: never in the middle of a pull, and one at a time.
+   */
+  async operate<T>(name: string, fn: (s: Session) => Promise<T>): Promise<T> {
+    const s = this.liveSession;
+    if (!s) throw new DockError('HAL_NOT_FOUND', `camera ${this.#serial ?? this.candidate.path} is not docked and authenticated (bay state ${this.#state})`, { serial: this.#serial });
+    if (this.#state !== 'done' || this.releasing) throw new DockError('CAMERA_BUSY', `camera ${this.#serial} is being offloaded (state ${this.#state}); try again when \`dockside devices\` shows it done`, { serial: this.#serial, state: this.#state });
+    if (this.#activity.operation) throw new DockError('CAMERA_BUSY', `camera ${this.#serial} is busy with ${this.#activity.operation}; try again when it finishes`, { serial: this.#serial });
+    this.#activity.operation = name;
+    try {
+      return await fn(s);
+    } finally {
+      this.#activity.operation = null;
+    }
+  }
+
+  /**
+   * Offloads a camera that is done again (`dockside pull` on a camera that recorded
+   * since, or whose pull gave up): lists its clips and pulls what is new. Returns false
+   * when the bay is not done (it is offloading already, or the camera is gone).
+   */
+  offloadAgain(): boolean {
+    const s = this.liveSession;
+    if (!s || this.#state !== 'done' || this.#activity.operation) return false;
+    void this.#guard(() => this.#offload(s, s.serial));
+    return true;
+  }
+
   /** done, refused, failed or gone: nothing more will happen in this bay. */
   get settled(): boolean {
     return this.#state === 'done' || this.#state === 'refused' || this.#state === 'failed' || this.#state === 'gone';
   }
 
   async run(): Promise<void> {
+    await this.#guard(() => this.#run());
+  }
+
+  async #guard(fn: () => Promise<void>): Promise<void> {
     try {
-      await this.#run();
+      await fn();
     } catch (err) {
       const e = toDockError(err, 'INTERNAL', `bay ${this.candidate.path} failed`);
       if (e.code === 'HAL_DISCONNECTED' || e.code === 'PROTO_CLOSED') {
@@ -199,7 +253,15 @@ export class Bay extends EventEmitter<BayEvents> {
     this.#authenticated = true;
     ledger.append('docked', { ...where, details: { path: this.candidate.path, transport: this.candidate.kind, model: hello.model, firmware: hello.firmware } });
     this.#log.info({ serial, model: hello.model, firmware: hello.firmware }, 'camera docked and authenticated');
+    this.#activity.dockedAtMs = Date.now();
     await this.#setClock(session, serial);
+    await this.#offload(session, serial);
+  }
+
+  /** LIST_CLIPS, pull what is new, wait for verification and upload, release: done. */
+  async #offload(session: Session, serial: string): Promise<void> {
+    const { store, ledger } = this.#d;
+    this.#activity = { ...this.#activity, toPull: 0, pulled: 0, current: null };
     this.#setState('pulling');
     await this.releaseStored();
     const { clips, refused } = await session.listClips();
@@ -221,16 +283,19 @@ export class Bay extends EventEmitter<BayEvents> {
     }
     this.#d.pipeline.kick(serial);
     const onCamera = new Map(clips.filter((c) => !onCameraRefused.has(c.id)).map((c) => [c.id, c]));
-    for (const row of store.clips({ serial, state: ['listed', 'pulling'] })) {
-      const entry = onCamera.get(row.clipId);
-      if (!entry) continue; // no longer on the camera: stays as it is, reported by `queue`
-      await this.#pullWithRetries(session, row, entry);
+    const toPull = store.clips({ serial, state: ['listed', 'pulling'] }).filter((r) => onCamera.has(r.clipId));
+    this.#activity.toPull = toPull.length;
+    for (const row of toPull) {
+      await this.#pullWithRetries(session, row, onCamera.get(row.clipId)!);
+      this.#activity.pulled++;
+      this.#activity.current = null;
     }
     this.#setState('finishing');
     await this.#d.pipeline.whenIdle(serial);
     await this.#d.queue.whenDone(serial);
     if (this.#closed) return; // undocked (or stopping) while its uploads were waiting: already gone
     await this.releaseStored();
+    this.#activity.doneAtMs = Date.now();
     this.#setState('done');
     this.#log.info({ serial }, 'camera offloaded');
   }
@@ -312,7 +377,8 @@ export class Bay extends EventEmitter<BayEvents> {
       const every = spool.options.syncEveryBytes;
       await session.readRange(clipId, row.offset, entry.size, async (offset, data) => {
         await part.write(offset, data);
-        this.emit('progress', { clipId, bytes: part.written, size: entry.size });
+        this.#activity.current = { clipId, bytes: part.written, size: entry.size };
+        this.emit('progress', this.#activity.current);
         if (part.unsynced >= every) {
           await spool.checkSpace();
           store.setOffset(serial, clipId, await part.sync());

@@ -11,12 +11,17 @@
  * pulls resume at their durable offsets when their camera docks; stored clips are
  * released then.
  */
+import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ControlServer } from '../control/ControlServer.js';
 import { createHash } from 'node:crypto';
 import type { DockKey } from '../custody/dockKey.js';
 import type { Ledger } from '../custody/Ledger.js';
-import { DockError } from '../errors.js';
+import { DockError, toDockError } from '../errors.js';
+import { loadProfiles } from '../hal/profiles.js';
+import { parseFirmwarePackage, verifyFirmwarePackage, type FirmwarePackage } from '../protocol/firmwarePackage.js';
+import { diagnose, summarize } from './cameraProbe.js';
+import { cameraHealth, cameraLog, dockRow, pushFirmware, storeFacts, type CameraHealth, type DockRow } from './cameraOps.js';
 import { Discovery, type Candidate } from '../hal/discovery.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { SessionOptions } from '../protocol/Session.js';
@@ -31,7 +36,7 @@ import { NO_FAULTS, type Faults } from '../sim/faults.js';
 import type { RecordOptions } from '../sim/recorder.js';
 import { SimFleet, type DockedCamera, type SimLinkKind } from '../sim/SimFleet.js';
 import { HashPool } from '../verify/HashPool.js';
-import { Bay } from './Bay.js';
+import { Bay, type BayActivity } from './Bay.js';
 import { openDataDir, type DataDir } from './dataDir.js';
 import { Pipeline } from './Pipeline.js';
 import { Spool, type SpoolOptions } from './Spool.js';
@@ -67,6 +72,8 @@ export interface DaemonOptions {
   session?: SessionOptions;
   clockSkewMs?: number; // SET_TIME beyond this; default 2000
   hashThreads?: number;
+  /** Serve exactly these cameras, without discovery (`dockside pull` when no daemon runs). */
+  candidates?: Candidate[];
   log?: Logger;
 }
 
@@ -84,6 +91,50 @@ export interface Summary {
   queue: { hold: Hold | null; waiting: number };
   bytes: number; // bytes in the evidence store
   seconds: number;
+}
+
+export interface BayView {
+  bay: string;
+  transport: string;
+  serial: string | null;
+  state: string;
+  error: { code: string; message: string } | null;
+  activity: BayActivity;
+}
+
+export interface DockReport {
+  dock: { dataDir: string; sink: string; bays: number; queue: { hold: Hold | null; waiting: number; inFlight: number }; clips: Record<string, number> };
+  bays: DockRow[];
+}
+
+/** A camera answers a technician's question within this, or the report says it did not. */
+const TECH_ANSWER_MS = 5000;
+
+function bounded<T>(p: Promise<T>, ms = TECH_ANSWER_MS): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new DockError('PROTO_TIMEOUT', `the camera did not answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** Reads a firmware package file (the daemon reads it itself; the CLI sends only its path). */
+export function readFirmwarePackageFile(path: string, who: string): FirmwarePackage {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new DockError(code === 'ENOENT' ? 'CLI_USAGE' : 'FIRMWARE_INVALID', `${who} cannot read the firmware package ${path}: ${(err as Error).message}${code === 'EACCES' ? ' (the daemon runs as its own user: put the file where it can read it, e.g. the data directory)' : ''}`, { path });
+  }
+  return parseFirmwarePackage(bytes, path);
+}
+
+/** The vendor firmware key of a camera model, from its profile in hardware/models. */
+export function vendorKeyFor(model: string): string {
+  const profile = loadProfiles().find((p) => p.model === model);
+  if (!profile?.firmwarePublicKey) throw new DockError('FIRMWARE_INVALID', `no vendor firmware key is known for the model ${JSON.stringify(model)}: add firmwarePublicKey to its profile in hardware/models; nothing was sent`, { model });
+  return profile.firmwarePublicKey;
 }
 
 export type SinkSpec = { kind: 'dir'; path: string } | { kind: 's3'; bucket: string; prefix: string };
@@ -186,7 +237,9 @@ export class Daemon {
     await this.#reclaimSpool();
     this.#control = await ControlServer.listen(this.dataDir, this.#controlMethods(), this.#log.child({ part: 'control' }));
     if (this.#fleet) await this.#fleet.dockAll();
-    if (!this.#opts.sim || this.#opts.sim.link === 'pty') {
+    if (this.#opts.candidates) {
+      for (const c of this.#opts.candidates) this.#attach(c);
+    } else if (!this.#opts.sim || this.#opts.sim.link === 'pty') {
       const discovery = new Discovery({ portsDir: this.#opts.sim ? this.#fleet!.portsDir : this.#opts.portsDir, usb: this.#opts.sim ? false : this.#opts.usb, log: this.#log.child({ part: 'discovery' }) });
       discovery.on('attach', (c) => this.#attach(c));
       discovery.on('detach', (path) => this.#detach(path));
@@ -360,7 +413,99 @@ export class Daemon {
         return { hold: this.queue.status().hold };
       },
       status: () => this.summary(),
+      bays: () => ({ bays: this.#bayViews() }),
+      devices: async () => ({ devices: await Promise.all(this.#allBays().map(async (b) => ({ ...this.#bayView(b), device: b.liveSession ? await bounded(summarize(b.liveSession)).catch(() => null) : null }))) }),
+      diag: async (p) => {
+        const bay = this.#liveBay(str(p['serial']));
+        const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : undefined);
+        return diagnose(bay.liveSession!, { linkSeconds: num(p['linkSeconds']), linkBytes: num(p['linkBytes']) });
+      },
+      'diag.all': () => this.dockReport(),
+      logs: async (p) => cameraLog(this.#liveBay(str(p['serial'])).liveSession!, typeof p['tail'] === 'number' ? p['tail'] : p['tail'] === null ? Infinity : 100),
+      firmware: async (p) => {
+        const bay = this.#liveBay(str(p['serial']));
+        const path = str(p['path']);
+        if (!path) throw new DockError('CLI_USAGE', 'firmware needs the path of the package');
+        const pkg = readFirmwarePackageFile(path, 'the daemon');
+        return bay.operate('firmware update', async (s) => {
+          verifyFirmwarePackage(pkg, s.info.model, vendorKeyFor(s.info.model), path);
+          const r = await pushFirmware(s, pkg);
+          this.ledger.append('firmware_updated', { serial: r.serial, details: { from: r.from, to: r.to, packageSha256: pkg.sha256.toString('hex'), by: 'technician' } });
+          this.#log.info({ serial: r.serial, from: r.from, to: r.to }, 'camera firmware updated');
+          return r;
+        });
+      },
+      pull: (p) => {
+        const serial = str(p['serial']);
+        const bay = this.#allBays().find((b) => b.serial === serial && b.state !== 'gone');
+        if (!bay) throw this.#notDocked(serial);
+        if (bay.state === 'refused') throw new DockError(bay.error?.code ?? 'INGEST_UNENROLLED', `camera ${serial} was refused: ${bay.error?.message ?? 'see the log'}`, { serial });
+        if (bay.state === 'failed') {
+          if (bay.candidate.kind === 'loopback') throw new DockError(bay.error?.code ?? 'INTERNAL', `camera ${serial} failed: ${bay.error?.message ?? 'see the log'}; undock and re-dock it`, { serial });
+          // A serial or USB camera can be opened again: a fresh bay.
+          this.#bays.delete(bay.candidate.path);
+          if (this.#bySerial.get(serial!) === bay) this.#bySerial.delete(serial!);
+          this.#attach(bay.candidate);
+        } else if (bay.state === 'done') {
+          bay.offloadAgain();
+        }
+        return { started: true, bays: this.#bayViews().filter((v) => v.serial === serial) };
+      },
     };
+  }
+
+  /** The dock health report (`dockside diag --all`): a row per bay, and the dock's own state. */
+  async dockReport(): Promise<DockReport> {
+    const bays = this.#allBays();
+    const rows = await Promise.all(
+      bays.map(async (b) => {
+        const s = b.liveSession;
+        let camera: CameraHealth | null = null;
+        let error = b.error ? { code: b.error.code, message: b.error.message } : null;
+        if (s) {
+          try {
+            camera = await bounded(cameraHealth(s));
+          } catch (err) {
+            const e = toDockError(err, 'PROTO_TIMEOUT', 'the camera did not answer STATUS');
+            error = { code: e.code, message: e.message };
+          }
+        }
+        return dockRow({ bay: b.candidate.path, transport: b.candidate.kind, serial: b.serial ?? null, state: b.state, error, camera, ...storeFacts(this.store, b.serial ?? null) });
+      }),
+    );
+    for (const w of this.#waiting) rows.push(dockRow({ bay: w.path, transport: w.kind, serial: null, state: 'waiting', error: null, camera: null, lastOffloadMs: null, clips: { pending: 0, quarantined: 0, failed: 0 } }));
+    const q = this.queue.status();
+    return { dock: { dataDir: this.dataDir, sink: this.sink.name, bays: this.#opts.bays ?? DAEMON_DEFAULTS.bays, queue: { hold: q.hold, waiting: q.waiting, inFlight: q.inFlight.length }, clips: this.store.countByState() }, bays: rows };
+  }
+
+  #allBays(): Bay[] {
+    return [...this.#bays.values()];
+  }
+
+  #bayView(b: Bay): BayView {
+    return { bay: b.candidate.path, transport: b.candidate.kind, serial: b.serial ?? null, state: b.state, error: b.error ? { code: b.error.code, message: b.error.message } : null, activity: b.activity };
+  }
+
+  #bayViews(): BayView[] {
+    return this.#allBays().map((b) => this.#bayView(b));
+  }
+
+  #notDocked(serial: string | undefined): DockError {
+    const docked = this.#allBays().flatMap((b) => (b.serial && b.state !== 'gone' ? [b.serial] : []));
+    return new DockError('HAL_NOT_FOUND', `no camera ${serial ?? '(none given)'} is docked at this dock${docked.length ? `; docked: ${docked.join(', ')}` : ' (no camera is docked)'}`, { serial });
+  }
+
+  /** The bay of a docked, authenticated camera, for an operation over its session. */
+  #liveBay(serial: string | undefined): Bay {
+    // A camera is named by its serial, or by the port path `devices` shows.
+    const bay = serial ? (this.#bySerial.get(serial) ?? this.#allBays().find((b) => b.candidate.path === serial && b.serial && this.#bySerial.get(b.serial) === b)) : undefined;
+    if (!bay || bay.state === 'gone') {
+      const refused = this.#allBays().find((b) => b.serial === serial && b.state === 'refused');
+      if (refused) throw new DockError(refused.error?.code ?? 'INGEST_UNENROLLED', `camera ${serial} was refused, so the daemon does not talk to it: ${refused.error?.message ?? ''}`, { serial });
+      throw this.#notDocked(serial);
+    }
+    if (!bay.liveSession) throw new DockError('HAL_NOT_FOUND', `camera ${serial} is in its bay but not connected (state ${bay.state}); reseat it`, { serial });
+    return bay;
   }
 
   /**
