@@ -388,6 +388,20 @@ export class Store {
     return this.#db.transaction(fn).immediate();
   }
 
+  /**
+   * For /healthz: a read of the clips table and a committed write of one meta row
+   * (`health_checked_ms`, read by nothing), in one transaction. Throws what SQLite says
+   * (SQLITE_FULL, SQLITE_READONLY, SQLITE_IOERR_*, ...); no clip or camera is touched.
+   */
+  healthCheck(nowMs = Date.now()): void {
+    this.#db
+      .transaction(() => {
+        this.#db.prepare('SELECT 1 FROM clips LIMIT 1').get();
+        this.#db.prepare(`INSERT INTO meta (key, value) VALUES ('health_checked_ms', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`).run(String(nowMs));
+      })
+      .immediate();
+  }
+
   getMeta(key: string): string | undefined {
     return (this.#db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined)?.value;
   }

@@ -8,14 +8,17 @@
  * between the copy and the state commit); one that hashes wrong is replaced, never
  * trusted.
  */
+import { randomBytes } from 'node:crypto';
 import { constants, createReadStream, createWriteStream } from 'node:fs';
-import { copyFile, open, rename, rm, stat } from 'node:fs/promises';
+import { copyFile, open, rename, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { DockError, toDockError } from '../../errors.js';
 import type { HashPool } from '../../verify/HashPool.js';
 import { progressCounter, type PutOptions, type Receipt, type Sink, type StoreObject, type Throttle } from './Sink.js';
 import { fsyncDir, mkdirDurable, writeFileDurable } from '../../durableFs.js';
+
+const PROBE_BYTES = Buffer.from('dockside health probe\n');
 
 export class DirSink implements Sink {
   readonly name: string;
@@ -90,6 +93,30 @@ export class DirSink implements Sink {
       await writeFileDurable(join(dir, `${clipId}.json`), sidecar);
     } catch (err) {
       throw this.#classify(err, `cannot write the sidecar of ${serial}/${clipId} in ${this.root}`);
+    }
+  }
+
+  /**
+   * The vault takes a file: a probe file created, written, fsynced and removed in
+   * PATH (made first, as put() would). Its name starts with a dot, like our temporary
+   * files, so nothing that lists the vault takes it for a camera.
+   */
+  async probe(signal?: AbortSignal): Promise<void> {
+    const probe = join(this.root, `.dockside-probe-${process.pid}-${randomBytes(4).toString('hex')}`);
+    try {
+      signal?.throwIfAborted();
+      await mkdirDurable(this.root);
+      const fh = await open(probe, 'wx', 0o600);
+      try {
+        await fh.write(PROBE_BYTES);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await unlink(probe);
+    } catch (err) {
+      await rm(probe, { force: true }).catch(() => undefined);
+      throw this.#classify(err, `the vault ${this.root} cannot be written`);
     }
   }
 

@@ -28,7 +28,7 @@ import { createReadStream } from 'node:fs';
 import { STATUS_CODES } from 'node:http';
 import type { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client, type PutObjectCommandInput } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadBucketCommand, HeadObjectCommand, PutObjectCommand, S3Client, type PutObjectCommandInput, type S3ClientConfig } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { DockError } from '../../errors.js';
 import { stripUndefined } from '../../objects.js';
@@ -80,6 +80,9 @@ export function wantsPathStyle(endpoint: string | undefined): boolean {
     throw new DockError('CONFIG_INVALID', `S3 endpoint ${JSON.stringify(endpoint)} is not a URL; give one like http://127.0.0.1:9000`, { endpoint });
   }
 }
+
+/** ms a health probe waits to connect, then for the answer. */
+const PROBE_TIMEOUT_MS = 1500; // under the health check's own 2 s, so the store's answer (or silence) is what is reported
 
 const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE', 'ECONNABORTED', 'UND_ERR_SOCKET']);
 const FULL_NAMES = new Set(['InsufficientStorage', 'XMinioStorageFull', 'QuotaExceeded', 'XMinioAdminBucketQuotaExceeded', 'StorageFull']);
@@ -142,13 +145,15 @@ export class S3Sink implements Sink {
   readonly prefix: string;
   readonly client: S3Client;
   readonly #o: S3SinkOptions & Defaulted;
+  readonly #config: S3ClientConfig;
+  #probeClient: S3Client | undefined;
 
   constructor(opts: S3SinkOptions) {
     this.#o = { ...S3_DEFAULTS, ...stripUndefined(opts) } as S3SinkOptions & Defaulted;
     this.bucket = opts.bucket;
     this.prefix = opts.prefix;
     this.name = `s3://${opts.bucket}${opts.prefix ? `/${opts.prefix}` : ''}`;
-    this.client = new S3Client({
+    this.#config = {
       endpoint: opts.endpoint,
       forcePathStyle: opts.pathStyle ?? wantsPathStyle(opts.endpoint),
       region: opts.region ?? process.env['AWS_REGION'] ?? process.env['AWS_DEFAULT_REGION'] ?? 'us-east-1',
@@ -159,7 +164,8 @@ export class S3Sink implements Sink {
       requestHandler: { connectionTimeout: 10_000, requestTimeout: 120_000 },
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
-    });
+    };
+    this.client = new S3Client(this.#config);
   }
 
   key(serial: string, clipId: string, ext: string): string {
@@ -206,7 +212,23 @@ export class S3Sink implements Sink {
     }
   }
 
+  /**
+   * The bucket answers HeadBucket (with our credentials) within PROBE_TIMEOUT_MS, on
+   * one attempt: a closed port is "unreachable" at once rather than after the
+   * uploads' retries. Nothing is written: a probe object in an Object Lock bucket
+   * could never be removed.
+   */
+  async probe(signal?: AbortSignal): Promise<void> {
+    this.#probeClient ??= new S3Client({ ...this.#config, maxAttempts: 1, requestHandler: { connectionTimeout: PROBE_TIMEOUT_MS, requestTimeout: PROBE_TIMEOUT_MS, throwOnRequestTimeout: true } });
+    try {
+      await this.#probeClient.send(new HeadBucketCommand({ Bucket: this.bucket }), { abortSignal: signal });
+    } catch (err) {
+      throw classifyS3Error(err, `probing s3://${this.bucket}`, { bucket: this.bucket });
+    }
+  }
+
   close(): Promise<void> {
+    this.#probeClient?.destroy();
     this.client.destroy();
     return Promise.resolve();
   }

@@ -45,6 +45,13 @@ export interface Sink {
   location(serial: string, clipId: string, container: string): string;
   /** Writes (or replaces) the sidecar beside the object. */
   putSidecar(serial: string, clipId: string, sidecar: Buffer): Promise<void>;
+  /**
+   * For /healthz: resolves when the store answers now (and takes a write, where one
+   * leaves nothing behind: a local vault, not a locked bucket); throws the DockError
+   * put() would (SINK_UNAVAILABLE, SINK_REFUSED, SINK_FULL...). Quick; `signal` ends it
+   * (the health check timed out).
+   */
+  probe?(signal?: AbortSignal): Promise<void>;
   close(): Promise<void>;
 }
 
