@@ -8,6 +8,7 @@ import { register as registerDevices } from './devices.js';
 import { register as registerDiag } from './diag.js';
 import { register as registerRun } from './run.js';
 import { register as registerCustody } from './custody.js';
+import { register as registerVerify } from './verify.js';
 import { register as registerEnroll } from './enroll.js';
 import { register as registerQueue } from './queue.js';
 import { EXIT, reportError } from './output.js';
@@ -27,6 +28,7 @@ export function buildProgram(): Command {
   registerDiag(program);
   registerEnroll(program);
   registerCustody(program);
+  registerVerify(program);
   registerQueue(program);
   return program;
 }

@@ -43,6 +43,7 @@ export const CUSTODY_EVENTS = [
   'stored',
   'released',
   'release_refused',
+  'drop_rejected', // dropped files refused by the drop-folder import: moved to rejected/, nothing recorded of the clip
 ] as const;
 export type CustodyEvent = (typeof CUSTODY_EVENTS)[number];
 
@@ -235,56 +236,78 @@ export interface LedgerCheck {
   problems: LedgerProblem[];
 }
 
+/**
+ * One ledger line's checks (docs/custody.md §3.4), problems in this order: JSON and
+ * canonical form; with `follows`, that its seq and prev are those of the line after
+ * the one before (`prev: null` when that line is not at hand, as for the first line
+ * of a range or a sidecar's lines, which are not consecutive); the dock's signature;
+ * a known event. `entry` is the parsed line when it is a JSON object.
+ */
+export function checkLedgerLine(line: string, dockPublicKey: KeyObject, follows?: { seq: number; prev: string | null; before?: string }): { entry: LedgerEntry | undefined; problems: string[] } {
+  let e: LedgerEntry;
+  try {
+    e = JSON.parse(line) as LedgerEntry;
+  } catch {
+    return { entry: undefined, problems: ['not valid JSON'] };
+  }
+  if (e === null || typeof e !== 'object' || Array.isArray(e)) return { entry: undefined, problems: ['not a ledger entry (not a JSON object)'] };
+  const problems: string[] = [];
+  const { sig, ...body } = e;
+  const canonical = (v: unknown): string | undefined => {
+    try {
+      return canonicalJson(v);
+    } catch {
+      return undefined; // floats, non-ASCII: no canonical form, so no valid signature either
+    }
+  };
+  if (canonical(e) !== line) problems.push('not in canonical form');
+  if (follows && e.seq !== follows.seq) problems.push(`sequence ${e.seq} where ${follows.seq} was expected (a line removed or reordered)`);
+  if (follows && follows.prev !== null && e.prev !== follows.prev) problems.push(`prev ${String(e.prev).slice(0, 12)}… does not match the hash of ${follows.before ?? 'the line before'} (${follows.prev.slice(0, 12)}…): the line before was changed, removed or reordered`);
+  let sigOk: boolean;
+  try {
+    const signed = canonical(body);
+    sigOk = signed !== undefined && verify(null, Buffer.from(signed), dockPublicKey, Buffer.from(String(sig), 'base64'));
+  } catch {
+    sigOk = false; // not even a well-formed signature
+  }
+  if (!sigOk) problems.push("the dock's signature does not verify: the line was altered or signed by another key");
+  if (!(CUSTODY_EVENTS as readonly string[]).includes(e.event)) problems.push(`unknown event ${JSON.stringify(e.event)}`);
+  return { entry: e, problems };
+}
+
+/**
+ * Consecutive ledger lines (without their LFs): each checked by checkLedgerLine and
+ * linked to the one before. `first` is what the first line must carry: seq 1 and the
+ * genesis hash for a whole ledger; for a range cut out of one, its own seq and
+ * `prev: null` (the line before it is not part of the range). `firstLine` numbers
+ * the problems (1-based line numbers in the file the lines came from).
+ */
+export function checkLedgerLines(lines: string[], dockPublicKey: KeyObject, first: { seq: number; prev: string | null } = { seq: 1, prev: LEDGER_GENESIS }, firstLine = 1): { entries: LedgerEntry[]; problems: LedgerProblem[] } {
+  const problems: LedgerProblem[] = [];
+  const entries: LedgerEntry[] = [];
+  let follows = first;
+  lines.forEach((line, i) => {
+    const n = firstLine + i;
+    const { entry: e, problems: found } = checkLedgerLine(line, dockPublicKey, { ...follows, before: `line ${n - 1}` });
+    for (const problem of found) problems.push({ line: n, seq: e && typeof e.seq === 'number' ? e.seq : null, problem });
+    if (e) {
+      entries.push(e);
+      follows = { seq: e.seq + 1, prev: lineHash(line) };
+    } else follows = { seq: follows.seq, prev: lineHash(line) };
+  });
+  return { entries, problems };
+}
+
 /** Recomputes the whole ledger offline: hash links, sequence, signatures, encoding. */
 export function verifyLedgerFile(path: string, dockPublicKey: KeyObject): LedgerCheck {
   if (!existsSync(path)) return { ok: true, entries: [], problems: [] };
   const text = readFileSync(path, 'utf8');
   const lines = text.split('\n');
   const problems: LedgerProblem[] = [];
-  const entries: LedgerEntry[] = [];
   if (lines[lines.length - 1] !== '') problems.push({ line: lines.length, seq: null, problem: 'the last line is unfinished (no newline): a torn write that open() would cut off' });
-  let prev = LEDGER_GENESIS;
-  let expectSeq = 1;
-  lines.slice(0, -1).forEach((line, i) => {
-    const n = i + 1;
-    let e: LedgerEntry;
-    try {
-      e = JSON.parse(line) as LedgerEntry;
-    } catch {
-      problems.push({ line: n, seq: null, problem: 'not valid JSON' });
-      prev = lineHash(line);
-      return;
-    }
-    if (e === null || typeof e !== 'object' || Array.isArray(e)) {
-      problems.push({ line: n, seq: null, problem: 'not a ledger entry (not a JSON object)' });
-      prev = lineHash(line);
-      return;
-    }
-    const { sig, ...body } = e;
-    const canonical = (v: unknown): string | undefined => {
-      try {
-        return canonicalJson(v);
-      } catch {
-        return undefined; // floats, non-ASCII: no canonical form, so no valid signature either
-      }
-    };
-    if (canonical(e) !== line) problems.push({ line: n, seq: typeof e.seq === 'number' ? e.seq : null, problem: 'not in canonical form' });
-    if (e.seq !== expectSeq) problems.push({ line: n, seq: e.seq, problem: `sequence ${e.seq} where ${expectSeq} was expected (a line removed or reordered)` });
-    if (e.prev !== prev) problems.push({ line: n, seq: e.seq, problem: `prev ${String(e.prev).slice(0, 12)}… does not match the hash of line ${n - 1} (${prev.slice(0, 12)}…): the line before was changed, removed or reordered` });
-    let sigOk: boolean;
-    try {
-      const signed = canonical(body);
-      sigOk = signed !== undefined && verify(null, Buffer.from(signed), dockPublicKey, Buffer.from(String(sig), 'base64'));
-    } catch {
-      sigOk = false; // not even a well-formed signature
-    }
-    if (!sigOk) problems.push({ line: n, seq: e.seq, problem: "the dock's signature does not verify: the line was altered or signed by another key" });
-    if (!(CUSTODY_EVENTS as readonly string[]).includes(e.event)) problems.push({ line: n, seq: e.seq, problem: `unknown event ${JSON.stringify(e.event)}` });
-    entries.push(e);
-    prev = lineHash(line);
-    expectSeq = e.seq + 1;
-  });
+  const checked = checkLedgerLines(lines.slice(0, -1), dockPublicKey);
+  problems.push(...checked.problems);
+  const entries = checked.entries;
   if (problems.length === 0 && entries.length === 0 && text.length > 0) problems.push({ line: 1, seq: null, problem: 'no entries' });
   return { ok: problems.length === 0, entries, problems };
 }
-

@@ -10,8 +10,8 @@
  */
 import type { KeyObject } from 'node:crypto';
 import type { Manifest } from './manifest.js';
-import { rawEd25519PublicKey } from '../protocol/auth.js';
-import { createPublicKey } from 'node:crypto';
+import { rawEd25519PublicKey, spkiToRawEd25519 } from '../protocol/auth.js';
+import { createHash, createPublicKey } from 'node:crypto';
 import type { LedgerEntry } from './Ledger.js';
 
 export const SIDECAR_FORMAT = 'dockside-sidecar-v1';
@@ -55,4 +55,29 @@ export function buildSidecar(args: {
     custody: args.custodyLines.map((l) => JSON.parse(l) as LedgerEntry),
   };
   return Buffer.from(`${JSON.stringify(sidecar, null, 2)}\n`);
+}
+
+/** The raw 32-byte key of an Ed25519 public key in SPKI PEM (a sidecar's device or dock key); throws if it is not one. */
+export function rawEd25519FromPem(pem: string): Buffer {
+  return spkiToRawEd25519(createPublicKey(pem).export({ type: 'spki', format: 'der' }));
+}
+
+/** A key fingerprint (docs/custody.md §1): SHA-256 of the raw 32-byte Ed25519 key, hex. */
+export function keyFingerprint(raw: Buffer): string {
+  return createHash('sha256').update(raw).digest('hex');
+}
+
+/** Why a parsed JSON document is not a sidecar this version can read, or undefined if it is one. */
+export function sidecarShapeProblem(doc: unknown): string | undefined {
+  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) return 'not a JSON object';
+  const sc = doc as Partial<Record<keyof Sidecar, unknown>>;
+  if (sc.format !== SIDECAR_FORMAT) return `format is ${JSON.stringify(sc.format)}, not "${SIDECAR_FORMAT}"`;
+  const clip = sc.clip as Partial<Record<keyof Sidecar['clip'], unknown>> | null | undefined;
+  if (!clip || typeof clip !== 'object' || typeof clip.serial !== 'string' || typeof clip.clipId !== 'string' || typeof clip.file !== 'string' || typeof clip.size !== 'number' || typeof clip.sha256 !== 'string') return 'clip {serial, clipId, file, size, sha256} is missing or has a member of the wrong type';
+  for (const k of ['manifestCanonical', 'signature', 'devicePublicKeyPem'] as const) if (typeof sc[k] !== 'string') return `${k} is missing or not a string`;
+  const dock = sc.dock as Partial<Record<keyof Sidecar['dock'], unknown>> | null | undefined;
+  if (!dock || typeof dock !== 'object' || typeof dock.publicKeyPem !== 'string' || typeof dock.fingerprint !== 'string') return 'dock {publicKeyPem, fingerprint} is missing or has a member of the wrong type';
+  if (!sc.manifest || typeof sc.manifest !== 'object') return 'manifest is missing or not an object';
+  if (!Array.isArray(sc.custody)) return 'custody is missing or not an array';
+  return undefined;
 }

@@ -44,7 +44,8 @@ export interface CustodyReport {
   dockFingerprint: string;
 }
 
-async function sha256File(path: string): Promise<{ sha256: string; bytes: number }> {
+/** SHA-256 and length of a file, streamed (clips can be far larger than memory). */
+export async function sha256File(path: string): Promise<{ sha256: string; bytes: number }> {
   const h = createHash('sha256');
   let bytes = 0;
   for await (const chunk of createReadStream(path, { highWaterMark: 4 * 1024 * 1024 })) {
