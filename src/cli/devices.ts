@@ -4,7 +4,7 @@
  */
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
-import { callDaemon } from '../control/ControlClient.js';
+import { askDaemon } from './daemonClient.js';
 import { summarize, type DeviceSummary } from '../ingest/cameraProbe.js';
 import { findCandidates, forEachCamera } from '../ingest/cameraFinder.js';
 import type { BayView } from '../ingest/Daemon.js';
@@ -31,7 +31,7 @@ export function register(program: Command): void {
     .option('--json', 'one JSON document on stdout')
     .addHelpText('after', '\nExit status: 0 cameras found, 3 none found.')
     .action(async (o: { dataDir: string; portsDir?: string; json?: boolean }) => {
-      const daemon = await callDaemon<{ devices: (BayView & { device: DeviceSummary | null })[] }>(resolve(o.dataDir), 'devices');
+      const daemon = await askDaemon<{ devices: (BayView & { device: DeviceSummary | null })[] }>(resolve(o.dataDir), 'devices');
       let devices: Row[];
       let unreachable: Unreachable[];
       let notes: string[] = [];

@@ -9,7 +9,7 @@
 import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { callDaemon } from '../control/ControlClient.js';
+import { askDaemon } from './daemonClient.js';
 import { DockError } from '../errors.js';
 import { diagnose, linkTest, withCamera, type Diagnosis } from '../ingest/cameraProbe.js';
 import { findCamera, findCandidates } from '../ingest/cameraFinder.js';
@@ -128,7 +128,7 @@ export function register(program: Command): void {
       const dataDir = resolve(o.dataDir);
       if (o.all) {
         if (target) throw new DockError('CLI_USAGE', 'give a camera or --all, not both');
-        const daemon = await callDaemon<DockReport>(dataDir, 'diag.all', {}, 30_000);
+        const daemon = await askDaemon<DockReport>(dataDir, 'diag.all', {}, 30_000);
         const report = daemon?.result ?? (await directReport(dataDir, { portsDir: o.portsDir, linkSeconds: o.linkSeconds ?? 1, linkBytes: o.linkBytes ?? 2 * 1024 * 1024 }));
         if (o.json) printJson({ daemon: daemon !== undefined, ...report });
         else process.stdout.write(renderReport(report, daemon !== undefined));
@@ -138,7 +138,7 @@ export function register(program: Command): void {
       if (!target) throw new DockError('CLI_USAGE', 'name the camera to check (serial or port path), or give --all for the whole dock');
       const linkSeconds = o.linkSeconds ?? 2;
       const linkBytes = o.linkBytes ?? 8 * 1024 * 1024;
-      const daemon = await callDaemon<Diagnosis>(dataDir, 'diag', { serial: target, linkSeconds, linkBytes }, 60_000);
+      const daemon = await askDaemon<Diagnosis>(dataDir, 'diag', { serial: target, linkSeconds, linkBytes }, 60_000);
       const d =
         daemon?.result ??
         (await (async () => {

@@ -13,7 +13,7 @@ import cliProgress from 'cli-progress';
 import { createPrivateKey } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { callDaemon } from '../control/ControlClient.js';
+import { askDaemon } from './daemonClient.js';
 import { writeFileDurableSync } from '../durableFs.js';
 import { DockError } from '../errors.js';
 import { findCamera } from '../ingest/cameraFinder.js';
@@ -48,7 +48,7 @@ export function register(program: Command): void {
       verifyFirmwarePackage(pkg, pkg.model, vendorKeyFor(pkg.model), pkgPath);
       const dataDir = resolve(o.dataDir);
       if (!o.json) process.stdout.write(`Package ${pkgPath}: firmware ${pkg.version} for ${pkg.model}, ${formatBytes(pkg.image.length)}, vendor signature verifies.\n`);
-      const daemon = await callDaemon<FirmwareResult>(dataDir, 'firmware', { serial: target, path }, 180_000);
+      const daemon = await askDaemon<FirmwareResult>(dataDir, 'firmware', { serial: target, path }, 180_000);
       const result = daemon?.result ?? (await direct(target, pkg, pkgPath, dataDir, o));
       if (o.json) printJson({ daemon: daemon !== undefined, ...result });
       else process.stdout.write(`Camera ${result.serial} updated: firmware ${result.from} → ${result.to} (${formatBytes(result.bytes)} in ${result.seconds.toFixed(1)} s), confirmed by its HELLO after restart.\n`);

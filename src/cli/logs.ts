@@ -1,7 +1,7 @@
 /** `dockside logs <serial>`: the camera's own log (GET_LOG), through the daemon when one runs. */
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
-import { callDaemon } from '../control/ControlClient.js';
+import { askDaemon } from './daemonClient.js';
 import { findCamera } from '../ingest/cameraFinder.js';
 import { withCamera } from '../ingest/cameraProbe.js';
 import { cameraLog } from '../ingest/cameraOps.js';
@@ -22,7 +22,7 @@ export function register(program: Command): void {
     .option('--json', 'one JSON document on stdout')
     .action(async (target: string, o: { tail: number; all?: boolean; dataDir: string; portsDir?: string; json?: boolean }) => {
       const tail = o.all ? Infinity : o.tail;
-      const daemon = await callDaemon<{ entries: LogEntry[]; truncated: boolean }>(resolve(o.dataDir), 'logs', { serial: target, tail: o.all ? null : o.tail }, 60_000);
+      const daemon = await askDaemon<{ entries: LogEntry[]; truncated: boolean }>(resolve(o.dataDir), 'logs', { serial: target, tail: o.all ? null : o.tail }, 60_000);
       const log =
         daemon?.result ??
         (await (async () => {

@@ -8,7 +8,7 @@
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { resolve } from 'node:path';
-import { callDaemon } from '../control/ControlClient.js';
+import { askDaemon } from './daemonClient.js';
 import { CONFIG_DEFAULTS, loadConfig } from '../config.js';
 import { DockError } from '../errors.js';
 import type { BayActivity } from '../ingest/Bay.js';
@@ -40,8 +40,11 @@ class Watcher {
   #last = { t: 0, bytes: 0, rate: 0 };
   #lastState = '';
 
-  constructor(tty: boolean) {
+  readonly #quiet: boolean;
+
+  constructor(tty: boolean, quiet = false) {
     this.#tty = tty;
+    this.#quiet = quiet;
     this.#multi = tty
       ? new cliProgress.MultiBar({ format: ' {clip} |{bar}| {percentage}% {done} of {size}  {rate}  ETA {eta_formatted}', hideCursor: true, clearOnComplete: false, stopOnComplete: true, etaBuffer: 40, fps: 10 }, cliProgress.Presets.shades_classic)
       : undefined;
@@ -92,7 +95,7 @@ class Watcher {
 
   #say(line: string): void {
     if (this.#multi) this.#multi.log(`${line}\n`);
-    else process.stdout.write(`${line}\n`);
+    else if (!this.#quiet) process.stdout.write(`${line}\n`);
   }
 }
 
@@ -148,10 +151,10 @@ export function register(program: Command): void {
     .addHelpText('after', '\nExit status: 0 every clip stored and released, 4 clips quarantined or the camera refused, 1 a failure (clips kept on the camera), 3 no such camera.')
     .action(async (target: string, o: PullOptions) => {
       const dataDir = resolve(o.dataDir);
-      const watcher = new Watcher(!o.json && process.stdout.isTTY === true);
+      const watcher = new Watcher(!o.json && process.stdout.isTTY === true, o.json === true);
       let summary: PullSummary;
       try {
-        const asked = await callDaemon<{ bays: BayView[] }>(dataDir, 'pull', { serial: target });
+        const asked = await askDaemon<{ bays: BayView[] }>(dataDir, 'pull', { serial: target });
         summary = asked ? await viaDaemon(dataDir, asked.result.bays[0]?.serial ?? target, watcher) : await alone(dataDir, target, o, watcher);
       } finally {
         watcher.stop();
@@ -167,14 +170,14 @@ async function viaDaemon(dataDir: string, serial: string, watcher: Watcher): Pro
   // A failed camera is reopened in a fresh bay, which knows its serial only after HELLO.
   const giveUp = Date.now() + 15_000;
   for (;;) {
-    const r = await callDaemon<{ bays: BayView[] }>(dataDir, 'bays');
+    const r = await askDaemon<{ bays: BayView[] }>(dataDir, 'bays');
     if (!r) throw new DockError('HAL_DISCONNECTED', `the daemon for ${dataDir} stopped during the pull; the clips stay where their durable state says (run the pull again when it is back)`);
     view = r.result.bays.filter((b) => b.serial === serial).pop();
     if (view) watcher.show(view);
     if (view ? SETTLED.has(view.state) : Date.now() > giveUp) break;
     await new Promise((res) => setTimeout(res, POLL_MS));
   }
-  const listing = (await callDaemon<QueueListing>(dataDir, 'queue.list', { all: true }))?.result;
+  const listing = (await askDaemon<QueueListing>(dataDir, 'queue.list', { all: true }))?.result;
   return summarize(serial, view, listing?.clips ?? []);
 }
 

@@ -7,7 +7,7 @@
 import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { callDaemon } from '../control/ControlClient.js';
+import { askDaemon } from './daemonClient.js';
 import { DockError } from '../errors.js';
 import { openDataDir } from '../ingest/dataDir.js';
 import { clipView, queueListing, type ClipView, type QueueListing } from '../queue/queueListing.js';
@@ -36,7 +36,7 @@ export function register(program: Command): void {
     .option('--json', 'one JSON document on stdout')
     .action(async (o: QueueOptions, cmd: Command) => {
       const opts = merged(o, cmd);
-      const listing = (await callDaemon<QueueListing>(opts.dataDir, 'queue.list', { all: opts.all === true }))?.result ?? (await withStore(opts.dataDir, (store) => queueListing(store, { all: opts.all })));
+      const listing = (await askDaemon<QueueListing>(opts.dataDir, 'queue.list', { all: opts.all === true }))?.result ?? (await withStore(opts.dataDir, (store) => queueListing(store, { all: opts.all })));
       if (opts.json) printJson(listing);
       else process.stdout.write(renderListing(listing));
       process.exitCode = EXIT.OK;
@@ -52,7 +52,7 @@ export function register(program: Command): void {
       if (!clip && !opts.all) throw new DockError('CLI_USAGE', 'say which clip to retry (SERIAL/CLIP or CLIP), or --all');
       if (clip && opts.all) throw new DockError('CLI_USAGE', 'give a clip or --all, not both');
       const which = clip ? resolveClip(opts.dataDir, clip, await listingOf(opts.dataDir)) : {};
-      const daemon = await callDaemon<{ retried: ClipView[] }>(opts.dataDir, 'queue.retry', { ...which });
+      const daemon = await askDaemon<{ retried: ClipView[] }>(opts.dataDir, 'queue.retry', { ...which });
       const retried = daemon?.result.retried ?? (await withStore(opts.dataDir, (store, ledger) => retryClips(store, ledger, which, Date.now()).map(clipView)));
       if (clip && retried.length === 0) throw new DockError('CLI_USAGE', `${clip} is neither failed nor waiting out a backoff; nothing to retry (see \`dockside queue list\`)`);
       if (opts.json) printJson({ retried, daemon: daemon !== undefined });
@@ -67,7 +67,7 @@ export function register(program: Command): void {
     .action(async (o: QueueOptions, cmd: Command) => {
       const opts = merged(o, cmd);
       const reason = opts.reason ?? 'paused by an operator';
-      const daemon = await callDaemon<{ hold: Hold }>(opts.dataDir, 'queue.pause', { reason });
+      const daemon = await askDaemon<{ hold: Hold }>(opts.dataDir, 'queue.pause', { reason });
       const hold = daemon?.result.hold ?? (await withStore(opts.dataDir, (store) => setOperatorPause(store, reason, Date.now())));
       const live = daemon !== undefined;
       if (opts.json) printJson({ hold, daemon: live });
@@ -80,7 +80,7 @@ export function register(program: Command): void {
     .option('--json', 'one JSON document on stdout')
     .action(async (o: QueueOptions, cmd: Command) => {
       const opts = merged(o, cmd);
-      const daemon = await callDaemon<{ hold: Hold | null }>(opts.dataDir, 'queue.resume');
+      const daemon = await askDaemon<{ hold: Hold | null }>(opts.dataDir, 'queue.resume');
       const hold = daemon ? daemon.result.hold : await withStore(opts.dataDir, (store) => (clearOperatorPause(store), operatorPause(store) ?? null));
       if (opts.json) printJson({ hold, daemon: daemon !== undefined });
       else process.stdout.write(`uploads resumed${daemon ? '' : ' (no daemon runs: it will start unpaused)'}\n`);
@@ -111,7 +111,7 @@ async function withStore<T>(dataDir: string, fn: (store: Store, ledger: ReturnTy
 }
 
 async function listingOf(dataDir: string): Promise<QueueListing> {
-  return (await callDaemon<QueueListing>(dataDir, 'queue.list', { all: true }))?.result ?? (await withStore(dataDir, (store) => queueListing(store, { all: true })));
+  return (await askDaemon<QueueListing>(dataDir, 'queue.list', { all: true }))?.result ?? (await withStore(dataDir, (store) => queueListing(store, { all: true })));
 }
 
 /** SERIAL/CLIP as given, or a bare clip id that names exactly one clip. */

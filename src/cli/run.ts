@@ -17,6 +17,7 @@ import { parseFaults } from '../sim/faults.js';
 import { EXIT, formatBytes, positiveInt, printJson } from './output.js';
 import { CONFIG_DEFAULTS, loadConfig, type Config } from '../config.js';
 import { parseBwTimetable } from '../queue/Bandwidth.js';
+import { METRICS_DEFAULT, parseMetricsAddress } from '../observability/Metrics.js';
 
 interface RunOptions {
   config?: string;
@@ -39,6 +40,7 @@ interface RunOptions {
   simClipBytes: number;
   portsDir?: string;
   untilIdle?: boolean;
+  metrics?: string;
   json?: boolean;
 }
 
@@ -66,6 +68,7 @@ export function register(program: Command): void {
     .option('--sim-mode <mode>', 'simulated clip content: mp4 or synthetic', 'mp4')
     .option('--sim-clip-bytes <n>', 'size of each synthetic clip', positiveInt('--sim-clip-bytes'), 8 * 1024 * 1024)
     .option('--ports-dir <dir>', 'look for serial cameras only in this directory of port links')
+    .option('--metrics <addr>', `Prometheus /metrics and /healthz: HOST:PORT, or off (default: DOCKSIDE_METRICS, else the config's metrics, else ${METRICS_DEFAULT}; no authentication, so keep it on loopback)`)
     .option('--until-idle', 'exit when every docked camera is offloaded and the queue is drained')
     .option('--json', 'structured output only; the last stdout line is the summary')
     .action(async (o: RunOptions, cmd: Command) => {
@@ -79,6 +82,7 @@ export function register(program: Command): void {
       const bars = !o.json && process.stdout.isTTY === true;
       const log = createLogger({ level: bars ? 'warn' : undefined }).child({ part: 'daemon' });
       if (o.bwlimit !== undefined) parseBwTimetable(o.bwlimit); // a bad timetable is refused before anything starts
+      const metrics = parseMetricsAddress(o.metrics ?? process.env['DOCKSIDE_METRICS'] ?? file.metrics ?? METRICS_DEFAULT);
       // SIGHUP's default is to end the process: handled from the start, for the life of the process.
       const ready: { daemon?: Daemon } = {};
       process.on('SIGHUP', () => {
@@ -96,6 +100,7 @@ export function register(program: Command): void {
         ...daemonOptionsFrom(file, o),
         dataDir,
         bays,
+        metrics,
         log,
         sim: o.sim
           ? {

@@ -69,6 +69,8 @@ export interface BayActivity {
 export interface BayEvents {
   state: [state: BayState];
   progress: [p: BayProgress];
+  bytes: [n: number]; // clip bytes received and written to the spool
+  linkError: [reason: string]; // a frame the decoder discarded
   releasesDone: [];
 }
 
@@ -222,6 +224,7 @@ export class Bay extends EventEmitter<BayEvents> {
     const { store, ledger } = this.#d;
     const session = await Session.connect(this.candidate.createTransport(), { timeoutMs: 1000, retries: 6, ...this.#d.session });
     this.#session = session;
+    session.on('discarded', (reason) => this.emit('linkError', reason));
     session.once('disconnected', () => {
       if (!this.settled || this.#state === 'done') {
         if (this.#state === 'done' && this.#serial) this.#appendQuietly('undocked', { serial: this.#serial, details: { path: this.candidate.path } });
@@ -377,6 +380,7 @@ export class Bay extends EventEmitter<BayEvents> {
       const every = spool.options.syncEveryBytes;
       await session.readRange(clipId, row.offset, entry.size, async (offset, data) => {
         await part.write(offset, data);
+        this.emit('bytes', data.length);
         this.#activity.current = { clipId, bytes: part.written, size: entry.size };
         this.emit('progress', this.#activity.current);
         if (part.unsynced >= every) {

@@ -36,6 +36,8 @@ import { NO_FAULTS, type Faults } from '../sim/faults.js';
 import type { RecordOptions } from '../sim/recorder.js';
 import { SimFleet, type DockedCamera, type SimLinkKind } from '../sim/SimFleet.js';
 import { HashPool } from '../verify/HashPool.js';
+import { Metrics, type MetricsAddress } from '../observability/Metrics.js';
+import { checkSink, checkSpool, checkStateStore, healthReport } from '../observability/health.js';
 import { Bay, type BayActivity } from './Bay.js';
 import { openDataDir, type DataDir } from './dataDir.js';
 import { Pipeline } from './Pipeline.js';
@@ -72,6 +74,8 @@ export interface DaemonOptions {
   session?: SessionOptions;
   clockSkewMs?: number; // SET_TIME beyond this; default 2000
   hashThreads?: number;
+  /** Prometheus metrics and /healthz; default off here (`dockside run` serves METRICS_DEFAULT). */
+  metrics?: MetricsAddress | 'off';
   /** Serve exactly these cameras, without discovery (`dockside pull` when no daemon runs). */
   candidates?: Candidate[];
   log?: Logger;
@@ -155,6 +159,7 @@ export class Daemon {
   readonly pipeline: Pipeline;
   readonly queue: UploadQueue;
   readonly bandwidth: BandwidthLimiter;
+  readonly metrics: Metrics;
   readonly #hashes: HashPool;
   readonly #dir: DataDir;
   readonly #opts: DaemonOptions;
@@ -191,6 +196,23 @@ export class Daemon {
     this.pipeline.on('stuck', () => this.#checkIdle());
     this.queue.on('stored', (serial) => void this.#bySerial.get(serial)?.releaseStored().catch((err: Error) => this.#log.warn({ serial, err: err.message }, 'release failed')));
     this.queue.on('changed', () => this.#checkIdle());
+    this.metrics = new Metrics(
+      {
+        clipsByState: () => this.store.countByState(),
+        queue: () => {
+          const q = this.queue.status();
+          return { waiting: q.waiting, inFlight: q.inFlight.length, hold: q.hold ? { reason: q.hold.kind } : null };
+        },
+        bays: () => this.#allBays().map((b) => ({ bay: b.candidate.path, serial: b.serial ?? null, state: b.state, serving: !b.settled })),
+        health: () => healthReport(checkStateStore(this.store), checkSpool(this.spool.dir, this.spool.options.minFreeBytes), checkSink(this.sink)),
+      },
+      { log: this.#log.child({ part: 'metrics' }) },
+    );
+    this.pipeline.on('hashed', (_s, _c, bytes, seconds) => this.metrics.addVerified(bytes, seconds));
+    this.pipeline.on('quarantined', () => this.metrics.addQuarantined());
+    this.queue.on('stored', (serial, clipId) => this.metrics.addUploaded(this.store.clip(serial, clipId)?.size ?? 0));
+    this.queue.on('retry', (code) => this.metrics.addRetry(code));
+    this.queue.on('alert', (a) => this.metrics.addAlert(a.kind));
   }
 
   /** Applies what a config reload may change while running: the bandwidth timetable and the upload concurrency. */
@@ -235,7 +257,18 @@ export class Daemon {
       void this.#reclaimSpool();
     }, HEARTBEAT_MS);
     await this.#reclaimSpool();
+    await this.spool.freeBytes(); // creates the spool directory, so /healthz checks it from the start
     this.#control = await ControlServer.listen(this.dataDir, this.#controlMethods(), this.#log.child({ part: 'control' }));
+    const metricsAt = this.#opts.metrics ?? 'off';
+    if (metricsAt !== 'off') {
+      // Evidence comes first: a dock whose metrics port is taken still ingests, and says so loudly.
+      try {
+        this.#log.info({ url: await this.metrics.listen(metricsAt) }, 'metrics and /healthz served');
+      } catch (err) {
+        this.#log.error({ alert: 'metrics-unavailable', err: (err as Error).message }, 'metrics are not served; the dock goes on ingesting');
+        this.metrics.addAlert('metrics-unavailable');
+      }
+    }
     if (this.#fleet) await this.#fleet.dockAll();
     if (this.#opts.candidates) {
       for (const c of this.#opts.candidates) this.#attach(c);
@@ -281,6 +314,7 @@ export class Daemon {
     this.#closed = true;
     clearInterval(this.#heartbeat);
     await this.#control?.close();
+    await this.metrics.close();
     await this.#discovery?.close();
     for (const bay of this.#bays.values()) await bay.close();
     await this.pipeline.close();
@@ -352,6 +386,8 @@ export class Daemon {
       this.#checkIdle();
     });
     bay.on('releasesDone', () => this.#checkIdle());
+    bay.on('bytes', (n) => this.metrics.addPulled(n));
+    bay.on('linkError', () => this.metrics.addLinkErrors(bay.serial ?? c.path, 1));
     void bay.run();
   }
 

@@ -35,6 +35,7 @@ export interface PipelineDeps {
 export interface PipelineEvents {
   verified: [serial: string, clipId: string];
   quarantined: [serial: string, clipId: string, reason: string];
+  hashed: [serial: string, clipId: string, bytes: number, seconds: number]; // a spooled clip re-read and hashed
   stuck: [serial: string, error: DockError];
   idle: [];
 }
@@ -168,7 +169,9 @@ export class Pipeline extends EventEmitter<PipelineEvents> {
       this.#commitQuarantine(c, camera.publicKey, q.check, q.reason, q.diskSha256, m, true);
       return;
     }
+    const t0 = performance.now();
     const disk = await hashes.hash(path);
+    this.emit('hashed', c.serial, c.clipId, disk.bytes, (performance.now() - t0) / 1000);
     const verdict = checkClip({
       serial: c.serial,
       clipId: c.clipId,

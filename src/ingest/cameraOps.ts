@@ -98,7 +98,11 @@ export function problemsOf(row: Omit<DockRow, 'problems'>): string[] {
     if (l.failed > 0) p.push(`link: ${l.failed} request(s) failed after every resend`);
     if (!c.charging && c.batteryPct < HEALTH_LIMITS.batteryPct) p.push(`battery ${c.batteryPct}% and not charging: check the bay's charging contacts`);
     if (c.storageTotal > 0 && (c.storageUsed / c.storageTotal) * 100 > HEALTH_LIMITS.storageUsedPct) p.push(`storage ${Math.round((c.storageUsed / c.storageTotal) * 100)}% full`);
-    if (Math.abs(c.clockSkewMs) > HEALTH_LIMITS.clockSkewMs) p.push(`clock ${(c.clockSkewMs / 1000).toFixed(1)} s off (set at each dock; if it recurs the camera's clock is faulty)`);
+    // The daemon sets a camera's clock when it docks; off again afterwards, the clock is faulty.
+    if (row.state !== 'docked' && Math.abs(c.clockSkewMs) > HEALTH_LIMITS.clockSkewMs) p.push(`clock ${(c.clockSkewMs / 1000).toFixed(1)} s off (set at each dock; if it recurs the camera's clock is faulty)`);
+  }
+  if (row.clips.pending > 0 && (row.state === 'done' || row.state === 'failed' || row.state === 'docked')) {
+    p.push(`${row.clips.pending} clip(s) not yet offloaded${row.state === 'done' ? ' (their pulls kept failing; they stay on the camera)' : ''}: fix what is above, then \`dockside pull ${row.serial ?? row.bay}\``);
   }
   if (row.clips.quarantined > 0) p.push(`${row.clips.quarantined} clip(s) quarantined: \`dockside queue list --all\`, docs/operations.md`);
   if (row.clips.failed > 0) p.push(`${row.clips.failed} clip(s) refused by the evidence store: \`dockside queue list\``);

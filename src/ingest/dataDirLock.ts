@@ -36,6 +36,12 @@ function owner(path: string): { pid: number; what: string } | undefined {
   }
 }
 
+/** Who holds a data directory now (a live process), if anyone: for a tool deciding whether to wait for a daemon. */
+export function lockHolder(dataDir: string): { pid: number; what: string } | undefined {
+  const o = owner(join(resolve(dataDir), LOCK_FILE));
+  return o && Number.isInteger(o.pid) && o.pid > 0 && alive(o.pid) ? o : undefined;
+}
+
 function inUse(dataDir: string, o: { pid: number; what: string }): DockError {
   return new DockError('CONFIG_INVALID', `${dataDir} is in use by another dockside (${o.what}, pid ${o.pid}); stop it first, or point this command at another --data-dir`, { dataDir, pid: o.pid, owner: o.what });
 }

@@ -83,6 +83,7 @@ export interface UploadQueueEvents {
   stored: [serial: string, clipId: string];
   failed: [serial: string, clipId: string, error: DockError];
   alert: [alert: Alert];
+  retry: [code: string]; // an upload failed and goes again (after a backoff, or when a hold ends)
   changed: [];
 }
 
@@ -392,6 +393,7 @@ export class UploadQueue extends EventEmitter<UploadQueueEvents> {
       this.emit('failed', c.serial, c.clipId, e);
       return;
     }
+    this.emit('retry', e.code);
     if (kind === 'hold' || kind === 'full') {
       this.#holdFor(kind === 'full' ? 'store-full' : 'store-unreachable', e);
       store.transition(c.serial, c.clipId, 'verified', { attempts, lastError, nextAttemptMs: 0 });

@@ -62,7 +62,8 @@ export class CliChildren {
   readonly #env: NodeJS.ProcessEnv;
 
   constructor(env: NodeJS.ProcessEnv = {}) {
-    this.#env = { ...process.env, DOCKSIDE_LOG_LEVEL: 'warn', ...env };
+    // Metrics off unless a test asks: test files run in parallel, and one port is one daemon.
+    this.#env = { ...process.env, DOCKSIDE_LOG_LEVEL: 'warn', DOCKSIDE_METRICS: 'off', ...env };
   }
 
   spawn(args: string[], options: { cwd?: string; persistent?: boolean } = {}): ChildProcess {
