@@ -160,8 +160,11 @@ export class S3Sink implements Sink {
       ...(opts.credentials ? { credentials: opts.credentials } : {}),
       maxAttempts: this.#o.maxAttempts,
       // Without these a store that accepts a connection and then says nothing holds an
-      // upload slot forever: a silent store must look like an unreachable one.
-      requestHandler: { connectionTimeout: 10_000, requestTimeout: 120_000 },
+      // upload slot forever: a silent store must look like an unreachable one. An idle
+      // limit (socketTimeout), not a cap on the whole request: a 2 GB clip under a
+      // bandwidth timetable may rightly take an hour. (requestTimeout alone only logs a
+      // warning in @smithy/node-http-handler 4 unless throwOnRequestTimeout is set.)
+      requestHandler: { connectionTimeout: 10_000, socketTimeout: 120_000 },
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
     };
