@@ -11,6 +11,10 @@ import { register as registerCustody } from './custody.js';
 import { register as registerVerify } from './verify.js';
 import { register as registerEnroll } from './enroll.js';
 import { register as registerQueue } from './queue.js';
+import { register as registerConfig } from './config.js';
+import { register as registerPull } from './pull.js';
+import { register as registerLogs } from './logs.js';
+import { register as registerFirmware } from './firmware.js';
 import { EXIT, reportError } from './output.js';
 import { DockError } from '../errors.js';
 
@@ -30,6 +34,10 @@ export function buildProgram(): Command {
   registerCustody(program);
   registerVerify(program);
   registerQueue(program);
+  registerConfig(program);
+  registerPull(program);
+  registerLogs(program);
+  registerFirmware(program);
   return program;
 }
 
