@@ -41,6 +41,8 @@ export const ERROR_CODES = [
   'CUSTODY_HASH_MISMATCH',
   'CUSTODY_CHAIN_GAP',
   'CUSTODY_LEDGER',
+  'CUSTODY_UNREADABLE', // a clip, sidecar or bundle file given to a custody tool cannot be read
+  'CUSTODY_NOT_FOUND', // no such clip in the ledger or the vault
   // ingest
   'INGEST_UNENROLLED',
   'INGEST_SPOOL_FULL',

@@ -204,7 +204,7 @@ describe.concurrent('dockside verify: what it cannot run on', () => {
   it('a clip file that does not exist: exit 1, naming it', async () => {
     const r = await verify(join(root, 'missing.bin'), '--json');
     expect(r.code, said(r)).toBe(1);
-    expect(onlyJson(r)).toMatchObject({ error: { code: 'HAL_OPEN', message: expect.stringContaining('cannot read the clip file') as unknown } });
+    expect(onlyJson(r)).toMatchObject({ error: { code: 'CUSTODY_UNREADABLE', message: expect.stringContaining('cannot read the clip file') as unknown } });
   });
 
   it('no file given: a usage error (exit 2)', async () => {

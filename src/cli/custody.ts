@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 import { resolve } from 'node:path';
 import { exportBundle, type ExportResult } from '../custody/exportBundle.js';
 import { verifyCustody, type CustodyReport } from '../custody/verifyCustody.js';
-import { EXIT, formatBytes, printJson } from './output.js';
+import { EXIT, formatBytes, printJson, DEFAULT_DATA_DIR } from './output.js';
 
 const pkg = createRequire(import.meta.url)('../../package.json') as { version: string };
 
@@ -44,7 +44,7 @@ export function register(program: Command): void {
   custody
     .command('verify')
     .description('Recompute the whole ledger (hash chain, dock signatures) and check every stored clip (hash, device signature, chain), offline')
-    .option('--data-dir <dir>', 'the dock data directory', './var')
+    .option('--data-dir <dir>', 'the dock data directory (default $DOCKSIDE_DATA_DIR, else ./var)', DEFAULT_DATA_DIR)
     .option('--vault <dir...>', 'check the clips in this directory (a copy of the vault or of an s3:// sink, laid out <serial>/<clipId>.*) instead of the vault the ledger names')
     .option('--json', 'one JSON document on stdout')
     .action(async (o: { dataDir: string; vault?: string[]; json?: boolean }) => {
@@ -58,7 +58,7 @@ export function register(program: Command): void {
     .description("Write one clip's evidence bundle (clip, sidecar, keys, its ledger lines and the ledger range linking them, SHA256SUMS, a README with the openssl/jq commands) for a prosecutor or a defence expert; works beside a running daemon")
     .argument('<clipId>', 'the clip id, e.g. 20261130T060940Z-000001')
     .option('--serial <serial>', 'the camera, when more than one has a clip with that id')
-    .option('--data-dir <dir>', 'the dock data directory', './var')
+    .option('--data-dir <dir>', 'the dock data directory (default $DOCKSIDE_DATA_DIR, else ./var)', DEFAULT_DATA_DIR)
     .option('--vault <dir>', 'take the clip and its sidecar from this copy of the evidence store (laid out <serial>/<clipId>.*), e.g. for an s3:// sink after `aws s3 sync`')
     .requiredOption('--out <dir>', 'a new or empty directory for the bundle (never overwritten)')
     .option('--json', 'one JSON document on stdout')

@@ -26,7 +26,7 @@ export function register(program: Command): void {
   program
     .command('devices')
     .description('List every camera at this dock: serial, model, firmware, link, battery, storage, and what the daemon is doing with it')
-    .option('--data-dir <dir>', 'the dock data directory: its running daemon is asked first', DEFAULT_DATA_DIR)
+    .option('--data-dir <dir>', 'the dock data directory (default $DOCKSIDE_DATA_DIR, else ./var): its running daemon is asked first', DEFAULT_DATA_DIR)
     .option('--ports-dir <dir>', 'with no daemon: scan only this directory of serial port links (default: /dev/serial/by-id and USB)')
     .option('--json', 'one JSON document on stdout')
     .addHelpText('after', '\nExit status: 0 cameras found, 3 none found.')

@@ -118,7 +118,7 @@ export function register(program: Command): void {
     .description('Check one camera (identity, key, battery, storage, clock, temperature, self-test, link test), or with --all the whole dock, a row per bay')
     .argument('[camera]', 'serial number (as in `dockside devices`) or port path')
     .option('--all', 'the dock health report: every bay, its camera, battery, storage, clock skew, link errors, last offload and state')
-    .option('--data-dir <dir>', 'the dock data directory: its running daemon is asked first', DEFAULT_DATA_DIR)
+    .option('--data-dir <dir>', 'the dock data directory (default $DOCKSIDE_DATA_DIR, else ./var): its running daemon is asked first', DEFAULT_DATA_DIR)
     .option('--ports-dir <dir>', 'with no daemon: scan only this directory of serial port links (default: /dev/serial/by-id and USB)')
     .option('--link-seconds <s>', 'longest the link test runs', positiveNumber('--link-seconds'))
     .option('--link-bytes <n>', 'most bytes the link test echoes', positiveNumber('--link-bytes'))

@@ -11,7 +11,7 @@ import { DockError } from '../errors.js';
 import { findCamera } from '../ingest/cameraFinder.js';
 import { withCamera } from '../ingest/cameraProbe.js';
 import { openDataDir } from '../ingest/dataDir.js';
-import { EXIT, printJson, table } from './output.js';
+import { EXIT, printJson, table, DEFAULT_DATA_DIR } from './output.js';
 
 interface EnrollOptions {
   dataDir: string;
@@ -39,7 +39,7 @@ export function register(program: Command): void {
     .command('enroll')
     .description('Trust a camera (by serial or port path) so the daemon ingests from it; --list shows enrolled cameras, --revoke stops trusting one')
     .argument('[camera]', 'serial number or port path of a docked camera')
-    .option('--data-dir <dir>', 'the dock data directory', './var')
+    .option('--data-dir <dir>', 'the dock data directory (default $DOCKSIDE_DATA_DIR, else ./var)', DEFAULT_DATA_DIR)
     .option('--ports-dir <dir>', 'scan only this directory of serial port links')
     .option('--yes', 'do not ask for confirmation')
     .option('--list', 'list enrolled cameras')

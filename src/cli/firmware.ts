@@ -36,7 +36,7 @@ export function register(program: Command): void {
     .description('Push a signed firmware package to a docked camera (refused before anything is sent if it is unsigned, damaged or for another model)')
     .argument('[camera]', 'serial number or port path')
     .argument('[package]', 'the signed firmware package (.dsfw) as the vendor shipped it')
-    .option('--data-dir <dir>', 'the dock data directory: its running daemon does the update when it runs', DEFAULT_DATA_DIR)
+    .option('--data-dir <dir>', 'the dock data directory (default $DOCKSIDE_DATA_DIR, else ./var): its running daemon does the update when it runs', DEFAULT_DATA_DIR)
     .option('--ports-dir <dir>', 'with no daemon: scan only this directory of serial port links')
     .option('--json', 'one JSON document on stdout')
     .addHelpText('after', '\nThe camera must be offloaded first (state done in `dockside devices`); the daemon refuses an update mid-offload.\nExit status: 0 updated, 4 the package or the camera refused, 3 no such camera.')

@@ -17,7 +17,7 @@ export function register(program: Command): void {
     .argument('<camera>', 'serial number or port path')
     .option('-n, --tail <n>', 'the last N entries', positiveInt('--tail'), 100)
     .option('--all', 'every entry the camera keeps')
-    .option('--data-dir <dir>', 'the dock data directory: its running daemon is asked first', DEFAULT_DATA_DIR)
+    .option('--data-dir <dir>', 'the dock data directory (default $DOCKSIDE_DATA_DIR, else ./var): its running daemon is asked first', DEFAULT_DATA_DIR)
     .option('--ports-dir <dir>', 'with no daemon: scan only this directory of serial port links')
     .option('--json', 'one JSON document on stdout')
     .action(async (target: string, o: { tail: number; all?: boolean; dataDir: string; portsDir?: string; json?: boolean }) => {

@@ -46,7 +46,7 @@ export function reportError(err: unknown, json: boolean): number {
   if (json) printJson({ error: e.toJSON() });
   else process.stderr.write(`dockside: ${e.message} [${e.code}]\n`);
   if (e.code === 'CONFIG_INVALID' || e.code === 'CLI_USAGE' || e.code === 'SIM_BAD_FAULTS') return EXIT.USAGE;
-  if (e.code === 'HAL_NOT_FOUND') return EXIT.NOT_FOUND;
+  if (e.code === 'HAL_NOT_FOUND' || e.code === 'CUSTODY_NOT_FOUND') return EXIT.NOT_FOUND;
   if (e.code === 'FIRMWARE_INVALID' || e.code === 'FIRMWARE_FAILED') return EXIT.CHECK_FAILED;
   return EXIT.ERROR;
 }

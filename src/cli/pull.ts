@@ -143,7 +143,7 @@ export function register(program: Command): void {
     .command('pull')
     .description('Offload one camera now and watch it: every new clip pulled, verified, stored and released, with progress per clip')
     .argument('<camera>', 'serial number or port path')
-    .option('--data-dir <dir>', 'the dock data directory: its running daemon does the pull when it runs', DEFAULT_DATA_DIR)
+    .option('--data-dir <dir>', 'the dock data directory (default $DOCKSIDE_DATA_DIR, else ./var): its running daemon does the pull when it runs', DEFAULT_DATA_DIR)
     .option('--config <file>', 'with no daemon: the config file (JSON or YAML) the daemon uses, so clips go to its store')
     .option('--sink <spec>', 'with no daemon: evidence store, dir:PATH or s3://BUCKET/PREFIX (default as the daemon\'s)')
     .option('--ports-dir <dir>', 'with no daemon: scan only this directory of serial port links')

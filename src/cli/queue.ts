@@ -14,7 +14,7 @@ import { clipView, queueListing, type ClipView, type QueueListing } from '../que
 import type { Store } from '../queue/Store.js';
 import { clearOperatorPause, operatorPause, retryClips, setOperatorPause, type ClipSelector, type Hold } from '../queue/UploadQueue.js';
 import { formatRate } from '../queue/Bandwidth.js';
-import { EXIT, formatBytes, printJson, table } from './output.js';
+import { EXIT, formatBytes, printJson, table, DEFAULT_DATA_DIR } from './output.js';
 
 interface QueueOptions {
   dataDir: string;
@@ -27,7 +27,7 @@ export function register(program: Command): void {
   const queue = program
     .command('queue')
     .description('The upload queue: what waits, what is in flight, what the store refused; pause, resume, retry')
-    .option('--data-dir <dir>', 'the dock data directory', './var')
+    .option('--data-dir <dir>', 'the dock data directory (default $DOCKSIDE_DATA_DIR, else ./var)', DEFAULT_DATA_DIR)
     .option('--json', 'one JSON document on stdout');
   queue
     .command('list', { isDefault: true })

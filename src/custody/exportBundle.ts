@@ -89,9 +89,9 @@ function findClip(lines: Line[], clipId: string, serial: string | undefined, dat
   if (serial !== undefined) {
     if (serials.includes(serial)) return serial;
     const others = serials.length ? ` (the ledger has it from ${serials.join(', ')})` : '';
-    throw new DockError('HAL_NOT_FOUND', `the ledger of ${dataDir} has no clip ${clipId} from camera ${serial}${others}; check the clip id and --serial (\`dockside custody verify\` lists what the vault holds)`, { clipId, serial });
+    throw new DockError('CUSTODY_NOT_FOUND', `the ledger of ${dataDir} has no clip ${clipId} from camera ${serial}${others}; check the clip id and --serial (\`dockside custody verify\` lists what the vault holds)`, { clipId, serial });
   }
-  if (serials.length === 0) throw new DockError('HAL_NOT_FOUND', `the ledger of ${dataDir} (${lines.length} lines) has no clip ${clipId}; check the clip id (the vault holds <serial>/<clipId>.<ext>) and --data-dir`, { clipId });
+  if (serials.length === 0) throw new DockError('CUSTODY_NOT_FOUND', `the ledger of ${dataDir} (${lines.length} lines) has no clip ${clipId}; check the clip id (the vault holds <serial>/<clipId>.<ext>) and --data-dir`, { clipId });
   if (serials.length > 1) throw new DockError('CLI_USAGE', `${serials.length} cameras have a clip ${clipId}: ${serials.join(', ')}; say which with --serial SERIAL`, { clipId, serials });
   return serials[0]!;
 }
@@ -119,7 +119,7 @@ function readEvidence(path: string, what: string): Buffer {
   try {
     return readFileSync(path);
   } catch (err) {
-    throw new DockError('HAL_NOT_FOUND', `cannot read ${what} ${path} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); if the vault was moved, give a copy of it with --vault DIR (laid out <serial>/<clipId>.<ext>)`, { path });
+    throw new DockError('CUSTODY_NOT_FOUND', `cannot read ${what} ${path} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); if the vault was moved, give a copy of it with --vault DIR (laid out <serial>/<clipId>.<ext>)`, { path });
   }
 }
 
@@ -146,7 +146,7 @@ export async function exportBundle(o: ExportOptions): Promise<ExportResult> {
   const stored = own().filter((e) => e.event === 'stored').at(-1);
   if (!quarantined && !stored) {
     const last = own().at(-1)!;
-    throw new DockError('HAL_NOT_FOUND', `${serial}/${clipId} is not in the evidence store yet (its last custody step is "${last.event}", ledger seq ${last.seq}); it can be exported once it is stored: see \`dockside queue list --all\``, { serial, clipId, lastEvent: last.event });
+    throw new DockError('CUSTODY_NOT_FOUND', `${serial}/${clipId} is not in the evidence store yet (its last custody step is "${last.event}", ledger seq ${last.seq}); it can be exported once it is stored: see \`dockside queue list --all\``, { serial, clipId, lastEvent: last.event });
   }
 
   // The files, read before the ledger is read again: the sidecar is rewritten after the ledger line it adds (released).
@@ -156,13 +156,13 @@ export async function exportBundle(o: ExportOptions): Promise<ExportResult> {
   if (quarantined) {
     const dir = join(o.dataDir, 'quarantine', serial);
     const name = existsSync(dir) ? readdirSync(dir).find((f) => f.startsWith(`${clipId}.`) && !f.endsWith('.reason.json') && !f.startsWith('.')) : undefined;
-    if (!name) throw new DockError('HAL_NOT_FOUND', `${serial}/${clipId} was quarantined (ledger seq ${quarantined.seq}), but its file is not in ${dir}; it must never be deleted: look for it, and run \`dockside custody verify\``, { serial, clipId });
+    if (!name) throw new DockError('CUSTODY_NOT_FOUND', `${serial}/${clipId} was quarantined (ledger seq ${quarantined.seq}), but its file is not in ${dir}; it must never be deleted: look for it, and run \`dockside custody verify\``, { serial, clipId });
     source = join(dir, name);
     second = { name: `${clipId}.reason.json`, bytes: readEvidence(join(dir, `${clipId}.reason.json`), 'the quarantine reason'), what: "the dock's quarantine record (unsigned; the signed one is the quarantined line)" };
   } else {
     const src = storedSource(stored!, serial, clipId, o.dataDir, o.vault);
     source = src.file;
-    if (!existsSync(source)) throw new DockError('HAL_NOT_FOUND', `the ledger says ${serial}/${clipId} was stored at ${String(stored!.details['location'])}, but there is no ${source}; give a copy of the vault with --vault DIR, and run \`dockside custody verify\``, { path: source });
+    if (!existsSync(source)) throw new DockError('CUSTODY_NOT_FOUND', `the ledger says ${serial}/${clipId} was stored at ${String(stored!.details['location'])}, but there is no ${source}; give a copy of the vault with --vault DIR, and run \`dockside custody verify\``, { path: source });
     const bytes = readEvidence(src.sidecar, 'the sidecar');
     try {
       sidecar = JSON.parse(bytes.toString('utf8')) as Sidecar;
@@ -312,7 +312,7 @@ async function copyDurable(src: string, dst: string): Promise<void> {
   try {
     await copyFile(src, dst, fsConstants.COPYFILE_EXCL);
   } catch (err) {
-    throw new DockError('HAL_NOT_FOUND', `cannot copy the clip ${src} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { path: src });
+    throw new DockError('CUSTODY_NOT_FOUND', `cannot copy the clip ${src} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { path: src });
   }
   const fh = await open(dst, 'r+');
   try {

@@ -53,7 +53,7 @@ function readOrExplain(path: string, what: string, hint: string): Buffer {
   try {
     return readFileSync(path);
   } catch (err) {
-    throw new DockError('HAL_OPEN', `cannot read the ${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}. ${hint}`, { path });
+    throw new DockError('CUSTODY_UNREADABLE', `cannot read the ${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}. ${hint}`, { path });
   }
 }
 
@@ -63,14 +63,14 @@ export async function verifyClipFile(file: string, sidecarPath = defaultSidecarP
   try {
     statSync(file); // the clip first: a wrong path is reported as that, not as a missing sidecar
   } catch (err) {
-    throw new DockError('HAL_OPEN', `cannot read the clip file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}. Check the path and that you may read it`, { path: file });
+    throw new DockError('CUSTODY_UNREADABLE', `cannot read the clip file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}. Check the path and that you may read it`, { path: file });
   }
   const sidecarText = readOrExplain(sidecarPath, 'sidecar', 'Give its path with --sidecar (it is <clipId>.json beside the clip in the vault)').toString('utf8');
   let fileHash: { sha256: string; bytes: number };
   try {
     fileHash = await sha256File(file);
   } catch (err) {
-    throw new DockError('HAL_OPEN', `cannot read the clip file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}. Check the path and that you may read it`, { path: file });
+    throw new DockError('CUSTODY_UNREADABLE', `cannot read the clip file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}. Check the path and that you may read it`, { path: file });
   }
   return checkClipAgainstSidecar({ file, sidecar: sidecarPath, fileHash, sidecarText });
 }
