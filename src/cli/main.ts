@@ -12,7 +12,6 @@ import { register as registerVerify } from './verify.js';
 import { register as registerEnroll } from './enroll.js';
 import { register as registerQueue } from './queue.js';
 import { register as registerConfig } from './config.js';
-import { register as registerConfig } from './config.js';
 import { register as registerPull } from './pull.js';
 import { register as registerLogs } from './logs.js';
 import { register as registerFirmware } from './firmware.js';
@@ -35,7 +34,6 @@ export function buildProgram(): Command {
   registerCustody(program);
   registerVerify(program);
   registerQueue(program);
-  registerConfig(program);
   registerConfig(program);
   registerPull(program);
   registerLogs(program);
