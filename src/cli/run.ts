@@ -41,6 +41,7 @@ interface RunOptions {
   portsDir?: string;
   untilIdle?: boolean;
   metrics?: string;
+  dropDir?: string;
   json?: boolean;
 }
 
@@ -68,6 +69,7 @@ export function register(program: Command): void {
     .option('--sim-mode <mode>', 'simulated clip content: mp4 or synthetic', 'mp4')
     .option('--sim-clip-bytes <n>', 'size of each synthetic clip', positiveInt('--sim-clip-bytes'), 8 * 1024 * 1024)
     .option('--ports-dir <dir>', 'look for serial cameras only in this directory of port links')
+    .option('--drop-dir <dir>', 'import clips dropped here with their signed manifests (a technician\'s copy, or a camera mounted as mass storage; see docs/operations.md)')
     .option('--metrics <addr>', `Prometheus /metrics and /healthz: HOST:PORT, or off (default: DOCKSIDE_METRICS, else the config's metrics, else ${METRICS_DEFAULT}; no authentication, so keep it on loopback)`)
     .option('--until-idle', 'exit when every docked camera is offloaded and the queue is drained')
     .option('--json', 'structured output only; the last stdout line is the summary')
@@ -101,6 +103,7 @@ export function register(program: Command): void {
         dataDir,
         bays,
         metrics,
+        dropDir: o.dropDir ?? file.dropDir,
         log,
         sim: o.sim
           ? {

@@ -46,6 +46,8 @@ export interface BayDeps {
   spoolKeepMs?: number; // keep a released clip's spool copy this long; default 0 (removed at release)
   /** Frees spool space held by kept copies of released clips, early; returns how many went. */
   reclaimSpool?: () => Promise<number>;
+  /** The drop folder is copying this clip into the spool now: the bay leaves it alone. */
+  importing?: (serial: string, clipId: string) => boolean;
   /** Refuses a second bay for a serial that is already docked elsewhere. */
   claim(serial: string, bay: Bay): boolean;
 }
@@ -286,7 +288,7 @@ export class Bay extends EventEmitter<BayEvents> {
     }
     this.#d.pipeline.kick(serial);
     const onCamera = new Map(clips.filter((c) => !onCameraRefused.has(c.id)).map((c) => [c.id, c]));
-    const toPull = store.clips({ serial, state: ['listed', 'pulling'] }).filter((r) => onCamera.has(r.clipId));
+    const toPull = store.clips({ serial, state: ['listed', 'pulling'] }).filter((r) => onCamera.has(r.clipId) && !this.#d.importing?.(serial, r.clipId));
     this.#activity.toPull = toPull.length;
     for (const row of toPull) {
       await this.#pullWithRetries(session, row, onCamera.get(row.clipId)!);

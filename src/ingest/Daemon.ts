@@ -39,6 +39,7 @@ import { HashPool } from '../verify/HashPool.js';
 import { Metrics, type MetricsAddress } from '../observability/Metrics.js';
 import { checkSink, checkSpool, checkStateStore, healthReport } from '../observability/health.js';
 import { Bay, type BayActivity } from './Bay.js';
+import { DropFolder } from './DropFolder.js';
 import { openDataDir, type DataDir } from './dataDir.js';
 import { Pipeline } from './Pipeline.js';
 import { Spool, type SpoolOptions } from './Spool.js';
@@ -76,6 +77,8 @@ export interface DaemonOptions {
   hashThreads?: number;
   /** Prometheus metrics and /healthz; default off here (`dockside run` serves METRICS_DEFAULT). */
   metrics?: MetricsAddress | 'off';
+  /** Import clips (with their signed manifests) dropped into this folder. */
+  dropDir?: string;
   /** Serve exactly these cameras, without discovery (`dockside pull` when no daemon runs). */
   candidates?: Candidate[];
   log?: Logger;
@@ -160,6 +163,7 @@ export class Daemon {
   readonly queue: UploadQueue;
   readonly bandwidth: BandwidthLimiter;
   readonly metrics: Metrics;
+  readonly drop: DropFolder | undefined;
   readonly #hashes: HashPool;
   readonly #dir: DataDir;
   readonly #opts: DaemonOptions;
@@ -208,6 +212,11 @@ export class Daemon {
       },
       { log: this.#log.child({ part: 'metrics' }) },
     );
+    this.drop = opts.dropDir
+      ? new DropFolder({ dir: resolve(opts.dropDir), store: this.store, ledger: this.ledger, spool: this.spool, pipeline: this.pipeline, log: this.#log.child({ part: 'drop' }), docked: (s) => this.#bySerial.has(s) })
+      : undefined;
+    this.queue.on('stored', (serial, clipId) => this.drop?.onStored(serial, clipId));
+    this.drop?.on('idle', () => this.#checkIdle());
     this.pipeline.on('hashed', (_s, _c, bytes, seconds) => this.metrics.addVerified(bytes, seconds));
     this.pipeline.on('quarantined', () => this.metrics.addQuarantined());
     this.queue.on('stored', (serial, clipId) => this.metrics.addUploaded(this.store.clip(serial, clipId)?.size ?? 0));
@@ -248,6 +257,7 @@ export class Daemon {
   async start(): Promise<void> {
     this.pipeline.kick(); // what a previous run left spooled
     this.queue.kick(); // ... and verified or uploading
+    await this.drop?.start();
     // The heartbeat keeps the daemon alive when nothing else would (a loopback fleet
     // holds no handles), retries anything left waiting, and removes spool copies
     // kept past their keep period.
@@ -317,6 +327,7 @@ export class Daemon {
     await this.metrics.close();
     await this.#discovery?.close();
     for (const bay of this.#bays.values()) await bay.close();
+    await this.drop?.close();
     await this.pipeline.close();
     await this.queue.close();
     await this.sink.close();
@@ -369,6 +380,7 @@ export class Daemon {
       queue: this.queue,
       spoolKeepMs: this.#opts.spool?.keepAfterReleaseMs,
       reclaimSpool: () => this.#reclaimSpool(true),
+      importing: (serial, clipId) => this.drop?.importing(serial, clipId) ?? false,
       hashes: this.#hashes,
       log: this.#log.child({ part: 'bay' }),
       session: this.#opts.session,
@@ -422,7 +434,7 @@ export class Daemon {
       for (const w of this.#idleWaiters.splice(0)) w.reject(err);
       return;
     }
-    if (this.#waiting.length > 0 || this.pipeline.busy || this.queue.busy) return;
+    if (this.#waiting.length > 0 || this.pipeline.busy || this.queue.busy || this.drop?.busy) return;
     const bays = [...this.#bays.values()];
     if (!bays.every((b) => b.state === 'done' || b.state === 'refused' || b.state === 'failed')) return;
     if (bays.some((b) => b.releasing)) return;
