@@ -1,8 +1,9 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CONFIG_DEFAULTS, loadConfig, parseConfig, scanJson, withDefaults } from './config.js';
+import { CONFIG_DEFAULTS, configKeys, loadConfig, parseConfig, scanJson, withDefaults } from './config.js';
 import { parseMetricsAddress } from './observability/Metrics.js';
 import { isDockError } from './errors.js';
 
@@ -97,6 +98,19 @@ describe('config', () => {
     const e = withDefaults({ dataDir: '/var/lib/dockside/', upload: { concurrency: 5 } });
     expect(e).toMatchObject({ dataDir: '/var/lib/dockside/', sink: 'dir:/var/lib/dockside/vault', bays: 8, usb: true, metrics: '127.0.0.1:9464', upload: { concurrency: 5, bandwidth: 'off', retryBaseMs: 1000 }, s3: { verify: 'read-back' } });
     expect(withDefaults({}).sink).toBe('dir:./var/vault');
+  });
+  it('docs/operations.md documents every key, with the default the code has', () => {
+    const doc = readFileSync(fileURLToPath(new URL('../docs/operations.md', import.meta.url)), 'utf8');
+    const rows = new Map<string, string>();
+    for (const m of doc.matchAll(/^\| `([\w.]+)` \| ([^|]*) \|/gm)) rows.set(m[1]!, m[2]!.trim());
+    expect(configKeys().filter((k) => !rows.has(k))).toEqual([]);
+    const defaults = withDefaults({});
+    for (const key of configKeys()) {
+      if (key === 'sink') continue; // documented as dir:DATA_DIR/vault
+      const v = key.split('.').reduce<unknown>((o, seg) => (o as Record<string, unknown> | undefined)?.[seg], defaults);
+      if (v === undefined) expect(rows.get(key), key).toMatch(/^\(|^automatic$|^`AWS_REGION`/);
+      else expect(rows.get(key), key).toMatch(new RegExp(`^\`${String(v).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\``));
+    }
   });
 });
 

@@ -144,15 +144,16 @@ describe('dockside config check', () => {
   });
 
   it('paths that will not work here are warnings, not errors', async () => {
-    const path = file('paths.yaml', ['dataDir: ./var', `sink: dir:${join(root, 'no', 'such', 'vault')}`, `portsDir: ${join(root, 'no-ports')}`, 'metrics: 0.0.0.0:9464', ''].join('\n'));
+    const path = file('paths.yaml', ['dataDir: ./var', `sink: dir:${join(root, 'no', 'such', 'vault')}`, `portsDir: ${join(root, 'no-ports')}`, `dropDir: ${join(root, 'no-drop')}`, 'metrics: 0.0.0.0:9464', ''].join('\n'));
     const r = await check(path, '--json');
     expect(r.code, said(r)).toBe(0);
     const keys = (onlyJson(r) as Checked).warnings.map((w) => w.key);
-    expect(keys).toEqual(['dataDir', 'sink', 'portsDir', 'metrics']);
+    expect(keys).toEqual(['dataDir', 'sink', 'portsDir', 'dropDir', 'metrics']);
     const text = await check(path);
     expect(text.code).toBe(0);
     expect(text.stdout).toContain('warning: dataDir: ./var is relative');
     expect(text.stdout).toContain(`warning: sink: ${join(root, 'no', 'such', 'vault')} does not exist, nor does its parent`);
+    expect(text.stdout).toContain(`warning: dropDir: ${join(root, 'no-drop')} does not exist`);
     expect(text.stdout).toContain('warning: metrics: 0.0.0.0:9464 is beyond loopback');
   });
 

@@ -95,15 +95,16 @@ function writableDirProblem(path: string): string | undefined {
   }
 }
 
-function readableDirProblem(path: string): string | undefined {
+/** Why a directory that must be there already (ports, a drop folder) will not work here. */
+function existingDirProblem(path: string, mode: number, what: string): string | undefined {
   const at = resolve(path);
   try {
     if (!statSync(at).isDirectory()) return `${at} is not a directory`;
-    accessSync(at, constants.R_OK | constants.X_OK);
+    accessSync(at, mode);
     return undefined;
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    return code === 'ENOENT' ? `${at} does not exist` : `${at} is not readable by this user`;
+    return code === 'ENOENT' ? `${at} does not exist` : `${at} is not ${what} by this user`;
   }
 }
 
@@ -124,12 +125,13 @@ function warningsFor(file: Config, e: EffectiveConfig): ConfigWarning[] {
     if (file.s3 !== undefined) w.push({ key: 's3', message: 's3.* is set but the sink is not an s3:// one: it is not used' });
   }
   if (e.portsDir !== undefined) {
-    const problem = readableDirProblem(e.portsDir);
+    const problem = existingDirProblem(e.portsDir, constants.R_OK | constants.X_OK, 'readable');
     if (problem) w.push({ key: 'portsDir', message: problem });
   }
   if (e.dropDir !== undefined) {
     relative('dropDir', e.dropDir);
-    const problem = readableDirProblem(e.dropDir);
+    // Imported files are moved to imported/, refused ones to rejected/: it must be writable.
+    const problem = existingDirProblem(e.dropDir, constants.R_OK | constants.W_OK | constants.X_OK, 'readable and writable');
     if (problem) w.push({ key: 'dropDir', message: problem });
   }
   if (e.metrics !== 'off' && !/^(127\.|\[::1\]:|localhost:)/.test(e.metrics)) w.push({ key: 'metrics', message: `${e.metrics} is beyond loopback: /metrics and /healthz have no authentication, so firewall the port` });
