@@ -312,14 +312,19 @@ function formatOf(path: string): ConfigFormat | undefined {
 
 /** Reads, parses and checks a config file. Throws CONFIG_INVALID naming the file, the line and the key. */
 export function loadConfig(path: string): Config {
+  return loadConfigFile(path).config;
+}
+
+/** loadConfig, and how the file was read. */
+export function loadConfigFile(path: string): { config: Config; format: ConfigFormat } {
   let raw: string;
   try {
     raw = readFileSync(path, 'utf8');
   } catch (err) {
     throw new DockError('CONFIG_INVALID', `cannot read the config file ${path}: ${(err as Error).message}`, { path, source: path });
   }
-  const { value, locate } = readConfigText(raw, path);
-  return parseConfig(value, path, locate);
+  const { value, format, locate } = readConfigText(raw, path);
+  return { config: parseConfig(value, path, locate), format };
 }
 
 /** The plain value in a config file's text, and where its keys are. Exported for the tests. */
