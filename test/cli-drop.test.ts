@@ -43,7 +43,7 @@ describe('dockside run --drop-dir', () => {
     expect(clips).toHaveLength(3);
     const tampered = clips[1]!;
     const bytes = readFileSync(join(mount, 'clips', tampered));
-    bytes[1000] ^= 0xff;
+    bytes[1000] = bytes[1000]! ^ 0xff;
     writeFileSync(join(mount, 'clips', tampered), bytes);
 
     const r = await kids.run(['run', '--drop-dir', drop, '--data-dir', dataDir, '--ports-dir', join(root, 'no-ports'), '--until-idle', '--json'], { limitMs: 60_000 });

@@ -174,6 +174,42 @@ describe('against a running daemon (dockside run --sim 2), through its control s
   });
 });
 
+describe('enroll through the daemon', () => {
+  it('a refused camera (its key is not the enrolled one) is enrolled while docked, admitted at once, and --list/--revoke go through the daemon', async () => {
+    const dataDir = join(root, 'rogue');
+    kids.spawn(['run', '--sim', '1', '--sim-clips', '1', '--sim-mode', 'synthetic', '--sim-clip-bytes', '100000', '--sim-faults', 'rogue', '--data-dir', dataDir], { persistent: true });
+    let serial = '';
+    const until = Date.now() + 60_000;
+    while (Date.now() < until && !serial) {
+      const r = await kids.run(['diag', '--all', '--data-dir', dataDir, '--json']);
+      const bays = r.lines.length === 1 ? ((onlyJson(r) as { bays?: BayRow[] }).bays ?? []) : [];
+      if (bays[0]?.state === 'refused') serial = bays[0].serial!;
+      else await new Promise((res) => setTimeout(res, 300));
+    }
+    expect(serial).not.toBe('');
+    const before = onlyJson(await kids.run(['enroll', '--list', '--data-dir', dataDir, '--json'])) as { cameras: { serial: string; fingerprint: string }[] };
+    const r = await kids.run(['enroll', serial, '--yes', '--data-dir', dataDir]);
+    expect(r.code, said(r)).toBe(0);
+    expect(r.stdout).toContain(`WARNING: ${serial} was enrolled with a different key (sha256:${before.cameras[0]!.fingerprint})`);
+    expect(r.stdout).toContain('The daemon is offloading it now.');
+    const fp = /Device key ed25519 sha256:([0-9a-f]{64})/.exec(r.stdout)![1]!;
+    expect(fp).not.toBe(before.cameras[0]!.fingerprint);
+    // Admitted: it authenticates with the new key and is offloaded (a rogue camera's
+    // clips were signed by its old key, so they are quarantined, and never released).
+    const devices = await waitForDevices(dataDir, 1, ['done']);
+    expect(devices[0]!.serial).toBe(serial);
+    const after = onlyJson(await kids.run(['enroll', '--list', '--data-dir', dataDir, '--json'])) as { cameras: { serial: string; fingerprint: string; revoked: boolean }[] };
+    expect(after.cameras).toEqual([expect.objectContaining({ serial, fingerprint: fp, revoked: false })]);
+    const revoke = await kids.run(['enroll', '--revoke', serial, '--data-dir', dataDir]);
+    expect(revoke.code, said(revoke)).toBe(0);
+    const list = onlyJson(await kids.run(['enroll', '--list', '--data-dir', dataDir, '--json'])) as { cameras: { revoked: boolean }[] };
+    expect(list.cameras[0]!.revoked).toBe(true);
+    const ledger = readFileSync(join(dataDir, 'ledger.jsonl'), 'utf8');
+    expect(ledger).toContain(`"fingerprint":"${fp}"`);
+    expect(ledger).toMatch(/"event":"revoked"/);
+  }, 90_000);
+});
+
 describe('a camera with a bad link (--sim-faults ber=1e-3), in diag --all', () => {
   it('shows the damaged frames as a problem with what to do, and exits 4', async () => {
     const dataDir = join(root, 'noisy');

@@ -233,9 +233,15 @@ export class Bay extends EventEmitter<BayEvents> {
         this.#setState('gone');
       }
     });
+    this.#serial = session.info.serial;
+    await this.#admit(session);
+  }
+
+  /** Enrolled? AUTH with the enrolled key, claim the serial, set the clock, offload. */
+  async #admit(session: Session): Promise<void> {
+    const { store, ledger } = this.#d;
     const hello = session.info;
     const serial = hello.serial;
-    this.#serial = serial;
     const where = { serial };
     const camera = store.camera(serial);
     if (!camera || camera.revoked) {
@@ -310,7 +316,30 @@ export class Bay extends EventEmitter<BayEvents> {
     this.#log.warn({ serial: session.serial, code, reason }, 'camera refused');
     this.#error = new DockError(code === 'PROTO_AUTH' ? 'PROTO_AUTH' : code === 'INGEST_DUPLICATE' ? 'INGEST_DUPLICATE' : 'INGEST_UNENROLLED', reason, { serial: session.serial });
     this.#setState('refused');
-    void session.close();
+    // An unenrolled camera, or one whose key changed, stays connected (and charging),
+    // asked nothing more, so a technician can enroll it through the daemon; a second
+    // device claiming a docked serial is let go.
+    if (code === 'INGEST_DUPLICATE') void session.close();
+  }
+
+  /**
+   * The camera proves which key it holds (AUTH over a fresh nonce, no expectation):
+   * for `dockside enroll` through the daemon. Any docked camera whose session is open.
+   */
+  async identify(): Promise<{ serial: string; model: string; path: string; key: Buffer }> {
+    const s = this.#session;
+    if (!s || s.closed || this.#state === 'gone') throw new DockError('HAL_NOT_FOUND', `the camera at ${this.candidate.path} is not connected; reseat it`, { path: this.candidate.path });
+    return { serial: s.serial, model: s.info.model, path: this.candidate.path, key: await s.authenticate() };
+  }
+
+  /** After a refused camera was enrolled: admit it now (AUTH with the new key, then offload). */
+  readmit(): boolean {
+    const s = this.#session;
+    if (this.#state !== 'refused' || !s || s.closed || this.#error?.code === 'INGEST_DUPLICATE') return false;
+    this.#error = undefined;
+    this.#setState('connecting');
+    void this.#guard(() => this.#admit(s));
+    return true;
   }
 
   async #setClock(session: Session, serial: string): Promise<void> {

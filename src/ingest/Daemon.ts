@@ -117,6 +117,8 @@ export interface DockReport {
 /** A camera answers a technician's question within this, or the report says it did not. */
 const TECH_ANSWER_MS = 5000;
 
+const keyFingerprint = (raw: Buffer): string => createHash('sha256').update(raw).digest('hex');
+
 function bounded<T>(p: Promise<T>, ms = TECH_ANSWER_MS): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
@@ -483,6 +485,33 @@ export class Daemon {
           return r;
         });
       },
+      'enroll.list': () => ({ cameras: this.store.cameras().map((c) => ({ serial: c.serial, model: c.model, fingerprint: keyFingerprint(c.publicKey), enrolledMs: c.enrolledMs, revoked: c.revoked })) }),
+      'enroll.identify': async (p) => {
+        const bay = this.#bayOf(str(p['camera']));
+        const id = await bounded(bay.identify());
+        const existing = this.store.camera(id.serial);
+        return { serial: id.serial, model: id.model, path: id.path, fingerprint: keyFingerprint(id.key), enrolled: existing ? { fingerprint: keyFingerprint(existing.publicKey), revoked: existing.revoked } : null };
+      },
+      'enroll.confirm': async (p) => {
+        const bay = this.#bayOf(str(p['camera']));
+        const id = await bounded(bay.identify());
+        const fp = keyFingerprint(id.key);
+        // What the technician confirmed must be the key the camera proves now.
+        if (fp !== str(p['fingerprint'])) throw new DockError('PROTO_AUTH', `camera ${id.serial} now proves key sha256:${fp}, not the sha256:${String(p['fingerprint'])} you confirmed; nothing was enrolled. Run \`dockside enroll\` again`, { serial: id.serial });
+        const existing = this.store.camera(id.serial);
+        this.ledger.append('enrolled', { serial: id.serial, details: { fingerprint: fp, by: 'technician', path: id.path, replaced: existing ? keyFingerprint(existing.publicKey) : null } });
+        this.store.enroll(id.serial, id.model, id.key);
+        this.#log.info({ serial: id.serial, fingerprint: fp }, 'camera enrolled by a technician');
+        return { enrolled: id.serial, model: id.model, fingerprint: fp, admitted: bay.readmit() };
+      },
+      'enroll.revoke': (p) => {
+        const serial = str(p['serial']);
+        if (!serial || !this.store.camera(serial)) throw new DockError('HAL_NOT_FOUND', `no enrolled camera ${serial ?? '(none given)'}; see \`dockside enroll --list\``, { serial });
+        this.ledger.append('revoked', { serial, details: { by: 'technician' } });
+        this.store.revoke(serial);
+        this.#log.warn({ serial }, 'camera revoked by a technician; it is refused at its next dock');
+        return { revoked: serial };
+      },
       pull: (p) => {
         const serial = str(p['serial']);
         const bay = this.#allBays().find((b) => b.serial === serial && b.state !== 'gone');
@@ -541,6 +570,15 @@ export class Daemon {
   #notDocked(serial: string | undefined): DockError {
     const docked = this.#allBays().flatMap((b) => (b.serial && b.state !== 'gone' ? [b.serial] : []));
     return new DockError('HAL_NOT_FOUND', `no camera ${serial ?? '(none given)'} is docked at this dock${docked.length ? `; docked: ${docked.join(', ')}` : ' (no camera is docked)'}`, { serial });
+  }
+
+  /** The bay of a docked camera (any state but gone), by serial or port path. */
+  #bayOf(camera: string | undefined): Bay {
+    const bay = this.#allBays()
+      .filter((b) => b.state !== 'gone')
+      .find((b) => b.serial === camera || b.candidate.path === camera);
+    if (!bay) throw this.#notDocked(camera);
+    return bay;
   }
 
   /** The bay of a docked, authenticated camera, for an operation over its session. */
