@@ -4,6 +4,10 @@
 // same bytes, because the machines are shared and noisy. A row says which way
 // its ratio points in `target` (e.g. ">= 0.90", "<= 150 MB"), so a reader can
 // check `pass` by hand.
+//
+// Each bench/<suite>.ts exports its suite as `suite` (or as the default export);
+// bench/run.ts imports it by file name, so a missing file is a "missing" row, not
+// a crash.
 
 export interface BenchResult {
   name: string; // stable id, e.g. "verify.pool-vs-openssl"
