@@ -13,7 +13,7 @@ import { askDaemon } from './daemonClient.js';
 import { DockError } from '../errors.js';
 import { diagnose, linkTest, withCamera, type Diagnosis } from '../ingest/cameraProbe.js';
 import { findCamera, findCandidates } from '../ingest/cameraFinder.js';
-import { cameraHealth, dockRow, storeFacts, type DockRow } from '../ingest/cameraOps.js';
+import { cameraHealth, dockRow, HEALTH_LIMITS, storeFacts, type DockRow } from '../ingest/cameraOps.js';
 import type { DockReport } from '../ingest/Daemon.js';
 import { openDataDir } from '../ingest/dataDir.js';
 import { DEFAULT_DATA_DIR, EXIT, formatAgo, formatBytes, formatRate, positiveNumber, printJson, table } from './output.js';
@@ -123,7 +123,7 @@ export function register(program: Command): void {
     .option('--link-seconds <s>', 'longest the link test runs', positiveNumber('--link-seconds'))
     .option('--link-bytes <n>', 'most bytes the link test echoes', positiveNumber('--link-bytes'))
     .option('--json', 'one JSON document on stdout')
-    .addHelpText('after', '\nExit status: 0 healthy, 4 a check failed or a bay has a problem, 3 no such camera.\nExamples:\n  dockside diag --all              what is wrong at this dock, bay by bay\n  dockside diag BC4-0001           a full check-up of one camera')
+    .addHelpText('after', '\nWhile a daemon runs, `diag CAMERA` waits for no one: a camera being offloaded is busy (CAMERA_BUSY, exit 1); `diag --all` reports it meanwhile.\nExit status: 0 healthy, 4 a check failed (self-test, a damaged or lossy link test) or a bay has a problem, 3 no such camera, 1 busy or another error.\nExamples:\n  dockside diag --all              what is wrong at this dock, bay by bay\n  dockside diag BC4-0001           a full check-up of one camera')
     .action(async (target: string | undefined, o: DiagOptions) => {
       const dataDir = resolve(o.dataDir);
       if (o.all) {
@@ -147,6 +147,7 @@ export function register(program: Command): void {
         })());
       if (o.json) printJson(d);
       else process.stdout.write(render(d));
-      process.exitCode = d.selftest.passed ? EXIT.OK : EXIT.CHECK_FAILED;
+      const linkBad = d.link.errorRate > HEALTH_LIMITS.frameErrorRate || d.link.lost > 0 || d.link.bytes === 0;
+      process.exitCode = d.selftest.passed && !linkBad ? EXIT.OK : EXIT.CHECK_FAILED;
     });
 }

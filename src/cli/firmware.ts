@@ -21,7 +21,7 @@ import { withCamera } from '../ingest/cameraProbe.js';
 import { pushFirmware, type FirmwareResult } from '../ingest/cameraOps.js';
 import { readFirmwarePackageFile, vendorKeyFor } from '../ingest/Daemon.js';
 import { openDataDir } from '../ingest/dataDir.js';
-import { packFirmware, verifyFirmwarePackage } from '../protocol/firmwarePackage.js';
+import { packFirmware, verifyFirmwarePackage, type FirmwarePackage } from '../protocol/firmwarePackage.js';
 import { DEFAULT_DATA_DIR, EXIT, formatBytes, printJson } from './output.js';
 
 interface FirmwareOptions {
@@ -39,11 +39,11 @@ export function register(program: Command): void {
     .option('--data-dir <dir>', 'the dock data directory (default $DOCKSIDE_DATA_DIR, else ./var): its running daemon does the update when it runs', DEFAULT_DATA_DIR)
     .option('--ports-dir <dir>', 'with no daemon: scan only this directory of serial port links')
     .option('--json', 'one JSON document on stdout')
-    .addHelpText('after', '\nThe camera must be offloaded first (state done in `dockside devices`); the daemon refuses an update mid-offload.\nExit status: 0 updated, 4 the package or the camera refused, 3 no such camera.')
+    .addHelpText('after', '\nThe camera must be offloaded first (state done in `dockside devices`); the daemon refuses an update mid-offload (CAMERA_BUSY, exit 1).\nExit status: 0 updated, 4 the package or the camera refused, 3 no such camera, 1 another error (busy, link lost).')
     .action(async (target: string | undefined, pkgPath: string | undefined, o: FirmwareOptions) => {
       if (!target || !pkgPath) throw new DockError('CLI_USAGE', 'usage: dockside firmware <camera> <package>  (or `dockside firmware pack --help`)');
       const path = resolve(pkgPath);
-      const pkg = readFirmwarePackageFile(path, 'dockside');
+      const pkg = await readFirmwarePackageFile(path, 'dockside');
       // Checked against the vendor key of the model it says it is for, before any camera is asked.
       verifyFirmwarePackage(pkg, pkg.model, vendorKeyFor(pkg.model), pkgPath);
       const dataDir = resolve(o.dataDir);
@@ -72,7 +72,7 @@ export function register(program: Command): void {
 }
 
 /** No daemon: open the camera here, push with a progress bar on a terminal, and record it in the ledger if this dock has one. */
-async function direct(target: string, pkg: ReturnType<typeof readFirmwarePackageFile>, source: string, dataDir: string, o: FirmwareOptions): Promise<FirmwareResult> {
+async function direct(target: string, pkg: FirmwarePackage, source: string, dataDir: string, o: FirmwareOptions): Promise<FirmwareResult> {
   const candidate = await findCamera(target, { portsDir: o.portsDir });
   const bar = !o.json && process.stdout.isTTY ? new cliProgress.SingleBar({ format: ' firmware |{bar}| {percentage}% {value}/{total} bytes ETA {eta_formatted}', hideCursor: true }, cliProgress.Presets.shades_classic) : undefined;
   bar?.start(pkg.image.length, 0);
@@ -80,7 +80,8 @@ async function direct(target: string, pkg: ReturnType<typeof readFirmwarePackage
   try {
     result = await withCamera(candidate.createTransport(), async (s) => {
       verifyFirmwarePackage(pkg, s.info.model, vendorKeyFor(s.info.model), source);
-      return pushFirmware(s, pkg, (sent) => bar?.update(sent));
+      const key = await s.authenticate(); // the same device must prove the same key after its restart
+      return pushFirmware(s, pkg, (sent) => bar?.update(sent), key);
     });
   } finally {
     bar?.stop();

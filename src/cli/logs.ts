@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
 import { askDaemon } from './daemonClient.js';
+import { DockError } from '../errors.js';
 import { findCamera } from '../ingest/cameraFinder.js';
 import { withCamera } from '../ingest/cameraProbe.js';
 import { cameraLog } from '../ingest/cameraOps.js';
@@ -21,6 +22,7 @@ export function register(program: Command): void {
     .option('--ports-dir <dir>', 'with no daemon: scan only this directory of serial port links')
     .option('--json', 'one JSON document on stdout')
     .action(async (target: string, o: { tail: number; all?: boolean; dataDir: string; portsDir?: string; json?: boolean }) => {
+      if (o.tail < 1) throw new DockError('CLI_USAGE', `--tail must be at least 1, got ${o.tail} (--all for every entry)`);
       const tail = o.all ? Infinity : o.tail;
       const daemon = await askDaemon<{ entries: LogEntry[]; truncated: boolean }>(resolve(o.dataDir), 'logs', { serial: target, tail: o.all ? null : o.tail }, 60_000);
       const log =

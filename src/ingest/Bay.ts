@@ -126,13 +126,17 @@ export class Bay extends EventEmitter<BayEvents> {
   async operate<T>(name: string, fn: (s: Session) => Promise<T>): Promise<T> {
     const s = this.liveSession;
     if (!s) throw new DockError('HAL_NOT_FOUND', `camera ${this.#serial ?? this.candidate.path} is not docked and authenticated (bay state ${this.#state})`, { serial: this.#serial });
-    if (this.#state !== 'done' || this.releasing) throw new DockError('CAMERA_BUSY', `camera ${this.#serial} is being offloaded (state ${this.#state}); try again when \`dockside devices\` shows it done`, { serial: this.#serial, state: this.#state });
+    if (this.#state !== 'done') throw new DockError('CAMERA_BUSY', `camera ${this.#serial} is being offloaded (state ${this.#state}); try again when \`dockside devices\` shows it done`, { serial: this.#serial, state: this.#state });
     if (this.#activity.operation) throw new DockError('CAMERA_BUSY', `camera ${this.#serial} is busy with ${this.#activity.operation}; try again when it finishes`, { serial: this.#serial });
+    // From here no release starts (releaseStored waits for the operation), and one that
+    // is running is waited for: a RELEASE never goes into a firmware restart.
     this.#activity.operation = name;
     try {
+      await this.#releasing;
       return await fn(s);
     } finally {
       this.#activity.operation = null;
+      if (this.#d.store.clips({ serial: this.#serial!, state: 'stored' }).length > 0) void this.releaseStored().catch(() => undefined);
     }
   }
 
@@ -143,8 +147,9 @@ export class Bay extends EventEmitter<BayEvents> {
    */
   offloadAgain(): boolean {
     const s = this.liveSession;
-    if (!s || this.#state !== 'done' || this.#activity.operation) return false;
-    void this.#guard(() => this.#offload(s, s.serial));
+    if (!s || !this.#serial || this.#state !== 'done' || this.#activity.operation || this.releasing) return false;
+    const serial = this.#serial;
+    void this.#guard(() => this.#offload(s, serial));
     return true;
   }
 
@@ -184,7 +189,8 @@ export class Bay extends EventEmitter<BayEvents> {
     this.#releaseRuns++;
     const run = this.#releasing.then(async () => {
       const s = this.#session;
-      if (!s || s.closed || !this.#serial || !this.#authenticated) return;
+      // A technician operation (a firmware update) holds the camera: released after it.
+      if (!s || s.closed || !this.#serial || !this.#authenticated || this.#activity.operation) return;
       for (const c of this.#d.store.clips({ serial: this.#serial, state: 'stored' })) await this.#release(s, c);
     });
     this.#releasing = run

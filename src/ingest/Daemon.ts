@@ -11,7 +11,8 @@
  * pulls resume at their durable offsets when their camera docks; stored clips are
  * released then.
  */
-import { readFileSync } from 'node:fs';
+import { constants } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { ControlServer } from '../control/ControlServer.js';
 import { createHash } from 'node:crypto';
@@ -19,7 +20,7 @@ import type { DockKey } from '../custody/dockKey.js';
 import type { Ledger } from '../custody/Ledger.js';
 import { DockError, toDockError } from '../errors.js';
 import { loadProfiles } from '../hal/profiles.js';
-import { parseFirmwarePackage, verifyFirmwarePackage, type FirmwarePackage } from '../protocol/firmwarePackage.js';
+import { MAX_FIRMWARE_BYTES, parseFirmwarePackage, verifyFirmwarePackage, type FirmwarePackage } from '../protocol/firmwarePackage.js';
 import { diagnose, summarize } from './cameraProbe.js';
 import { cameraHealth, cameraLog, dockRow, pushFirmware, storeFacts, type CameraHealth, type DockRow } from './cameraOps.js';
 import { Discovery, type Candidate } from '../hal/discovery.js';
@@ -79,6 +80,8 @@ export interface DaemonOptions {
   metrics?: MetricsAddress | 'off';
   /** Import clips (with their signed manifests) dropped into this folder. */
   dropDir?: string;
+  /** Who holds the data dir lock (`dockside run`, or `dockside pull` serving one camera). */
+  owner?: string;
   /** Serve exactly these cameras, without discovery (`dockside pull` when no daemon runs). */
   candidates?: Candidate[];
   log?: Logger;
@@ -127,14 +130,26 @@ function bounded<T>(p: Promise<T>, ms = TECH_ANSWER_MS): Promise<T> {
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
-/** Reads a firmware package file (the daemon reads it itself; the CLI sends only its path). */
-export function readFirmwarePackageFile(path: string, who: string): FirmwarePackage {
+/**
+ * Reads a firmware package file (the daemon reads it itself; the CLI sends only its
+ * path). Only a regular file of package size: a FIFO, a device or a huge file given
+ * as the path must not hold the daemon.
+ */
+export async function readFirmwarePackageFile(path: string, who: string): Promise<FirmwarePackage> {
   let bytes: Buffer;
+  let fh: FileHandle | undefined;
   try {
-    bytes = readFileSync(path);
+    fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW);
+    const st = await fh.stat();
+    if (!st.isFile()) throw new DockError('FIRMWARE_INVALID', `${path} is not a regular file; give the firmware package file itself`, { path });
+    if (st.size > MAX_FIRMWARE_BYTES + 8192) throw new DockError('FIRMWARE_INVALID', `${path} is ${st.size} bytes, larger than any firmware package (64 MiB of image at most)`, { path });
+    bytes = await fh.readFile();
   } catch (err) {
+    if (err instanceof DockError) throw err;
     const code = (err as NodeJS.ErrnoException).code;
-    throw new DockError(code === 'ENOENT' ? 'CLI_USAGE' : 'FIRMWARE_INVALID', `${who} cannot read the firmware package ${path}: ${(err as Error).message}${code === 'EACCES' ? ' (the daemon runs as its own user: put the file where it can read it, e.g. the data directory)' : ''}`, { path });
+    throw new DockError(code === 'ENOENT' ? 'CLI_USAGE' : 'FIRMWARE_INVALID', `${who} cannot read the firmware package ${path}: ${(err as Error).message}${code === 'EACCES' ? ' (the daemon runs as its own user: put the file where it can read it, e.g. the data directory)' : code === 'ELOOP' ? ' (a symbolic link: give the file itself)' : ''}`, { path });
+  } finally {
+    await fh?.close();
   }
   return parseFirmwarePackage(bytes, path);
 }
@@ -234,7 +249,7 @@ export class Daemon {
   }
 
   static async open(opts: DaemonOptions): Promise<Daemon> {
-    const dir = await openWaitingForTools(opts.dataDir);
+    const dir = await openWaitingForTools(opts.dataDir, opts.owner ?? 'dockside run');
     let d: Daemon;
     try {
       d = new Daemon(opts, dir);
@@ -463,23 +478,27 @@ export class Daemon {
         return { hold: this.queue.status().hold };
       },
       status: () => this.summary(),
-      bays: () => ({ bays: this.#bayViews() }),
+      bays: () => ({ bays: this.#bayViews(), hold: this.queue.status().hold }),
       devices: async () => ({ devices: await Promise.all(this.#allBays().map(async (b) => ({ ...this.#bayView(b), device: b.liveSession ? await bounded(summarize(b.liveSession)).catch(() => null) : null }))) }),
       diag: async (p) => {
         const bay = this.#liveBay(str(p['serial']));
-        const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : undefined);
-        return diagnose(bay.liveSession!, { linkSeconds: num(p['linkSeconds']), linkBytes: num(p['linkBytes']) });
+        // Bounded, whatever the request says: the link test holds the camera meanwhile.
+        const num = (v: unknown, max: number): number | undefined => (typeof v === 'number' && Number.isFinite(v) && v >= 0 ? Math.min(v, max) : undefined);
+        return bay.operate('diagnosis', (s) => diagnose(s, { linkSeconds: num(p['linkSeconds'], 30), linkBytes: num(p['linkBytes'], 64 * 1024 * 1024) }));
       },
       'diag.all': () => this.dockReport(),
-      logs: async (p) => cameraLog(this.#liveBay(str(p['serial'])).liveSession!, typeof p['tail'] === 'number' ? p['tail'] : p['tail'] === null ? Infinity : 100),
+      logs: async (p) => {
+        const tail = p['tail'] === null ? Infinity : typeof p['tail'] === 'number' && Number.isInteger(p['tail']) && p['tail'] >= 1 ? p['tail'] : 100;
+        return cameraLog(this.#liveBay(str(p['serial'])).liveSession!, tail);
+      },
       firmware: async (p) => {
         const bay = this.#liveBay(str(p['serial']));
         const path = str(p['path']);
         if (!path) throw new DockError('CLI_USAGE', 'firmware needs the path of the package');
-        const pkg = readFirmwarePackageFile(path, 'the daemon');
+        const pkg = await readFirmwarePackageFile(path, 'the daemon');
         return bay.operate('firmware update', async (s) => {
           verifyFirmwarePackage(pkg, s.info.model, vendorKeyFor(s.info.model), path);
-          const r = await pushFirmware(s, pkg);
+          const r = await pushFirmware(s, pkg, undefined, this.store.camera(s.serial)?.publicKey);
           this.ledger.append('firmware_updated', { serial: r.serial, details: { from: r.from, to: r.to, packageSha256: pkg.sha256.toString('hex'), by: 'technician' } });
           this.#log.info({ serial: r.serial, from: r.from, to: r.to }, 'camera firmware updated');
           return r;
@@ -513,18 +532,20 @@ export class Daemon {
         return { revoked: serial };
       },
       pull: (p) => {
-        const serial = str(p['serial']);
-        const bay = this.#allBays().find((b) => b.serial === serial && b.state !== 'gone');
-        if (!bay) throw this.#notDocked(serial);
-        if (bay.state === 'refused') throw new DockError(bay.error?.code ?? 'INGEST_UNENROLLED', `camera ${serial} was refused: ${bay.error?.message ?? 'see the log'}`, { serial });
+        const camera = str(p['serial']);
+        if (!camera) throw new DockError('CLI_USAGE', 'pull needs the serial or port path of a docked camera');
+        const bay = this.#bayOf(camera);
+        const serial = bay.serial;
+        if (!serial) throw new DockError('CAMERA_BUSY', `the camera at ${bay.candidate.path} is still connecting; try again in a moment`, { path: bay.candidate.path });
+        if (bay.state === 'refused') return { started: false, bays: [this.#bayView(bay)] }; // the summary says why
         if (bay.state === 'failed') {
           if (bay.candidate.kind === 'loopback') throw new DockError(bay.error?.code ?? 'INTERNAL', `camera ${serial} failed: ${bay.error?.message ?? 'see the log'}; undock and re-dock it`, { serial });
           // A serial or USB camera can be opened again: a fresh bay.
           this.#bays.delete(bay.candidate.path);
           if (this.#bySerial.get(serial!) === bay) this.#bySerial.delete(serial!);
           this.#attach(bay.candidate);
-        } else if (bay.state === 'done') {
-          bay.offloadAgain();
+        } else if (bay.state === 'done' && !bay.offloadAgain()) {
+          throw new DockError('CAMERA_BUSY', `camera ${serial} is busy (${bay.activity.operation ?? 'releasing clips'}); try again when it finishes`, { serial });
         }
         return { started: true, bays: this.#bayViews().filter((v) => v.serial === serial) };
       },
@@ -543,8 +564,11 @@ export class Daemon {
           try {
             camera = await bounded(cameraHealth(s));
           } catch (err) {
+            // Mid-offload on a slow link a STATUS may wait behind the pull's READs: that
+            // is the link being busy, not a fault, and the bay's own state says the rest.
+            const offloading = b.state === 'pulling' || b.state === 'finishing';
             const e = toDockError(err, 'PROTO_TIMEOUT', 'the camera did not answer STATUS');
-            error = { code: e.code, message: e.message };
+            if (!offloading) error = { code: e.code, message: e.message };
           }
         }
         return dockRow({ bay: b.candidate.path, transport: b.candidate.kind, serial: b.serial ?? null, state: b.state, error, camera, ...storeFacts(this.store, b.serial ?? null) });
@@ -624,11 +648,11 @@ const TOOL_LOCK_WAIT_MS = 5000;
  * run while no daemon listens holds the lock for a moment: wait for it rather than
  * refuse to start. Another daemon is refused at once.
  */
-async function openWaitingForTools(path: string): Promise<DataDir> {
+async function openWaitingForTools(path: string, me: string): Promise<DataDir> {
   const t0 = Date.now();
   for (;;) {
     try {
-      return openDataDir(path, 'dockside run');
+      return openDataDir(path, me);
     } catch (err) {
       const owner = err instanceof DockError ? err.details['owner'] : undefined;
       if (typeof owner !== 'string' || owner === 'dockside run' || Date.now() - t0 > TOOL_LOCK_WAIT_MS) throw err;

@@ -133,7 +133,7 @@ export interface FirmwareResult {
  * CHUNKs stop-and-wait, COMMIT, then HELLO, and the update counts only when that HELLO
  * reports the new version.
  */
-export async function pushFirmware(session: Session, pkg: FirmwarePackage, onProgress?: (sent: number, size: number) => void): Promise<FirmwareResult> {
+export async function pushFirmware(session: Session, pkg: FirmwarePackage, onProgress?: (sent: number, size: number) => void, enrolledKey?: Buffer): Promise<FirmwareResult> {
   const serial = session.serial;
   const from = session.info.firmware;
   const t0 = performance.now();
@@ -156,6 +156,10 @@ export async function pushFirmware(session: Session, pkg: FirmwarePackage, onPro
     if (!(isDockError(err, 'PROTO_REMOTE') && err.details['remote'] === 'NOT_READY')) refused(err, 'COMMIT');
   }
   const hello = await session.hello();
+  // The device that came back must be the same camera, proving the same key, before
+  // anything (a RELEASE above all) is sent to it again.
+  if (hello.serial !== serial) throw new DockError('PROTO_AUTH', `after the update the device answers as ${hello.serial}, not ${serial}; nothing more is sent to it. Undock it and report it`, { serial, now: hello.serial });
+  if (enrolledKey) await session.authenticate(enrolledKey);
   if (hello.firmware !== pkg.version) {
     throw new DockError('FIRMWARE_FAILED', `camera ${serial} restarted with firmware ${hello.firmware}, not ${pkg.version}: the update did not take. Check \`dockside logs ${serial}\``, { serial, running: hello.firmware });
   }
