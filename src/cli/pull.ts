@@ -181,7 +181,7 @@ export function register(program: Command): void {
 
 async function viaDaemon(dataDir: string, serial: string, watcher: Watcher, stopped: Promise<void>): Promise<PullSummary> {
   let view: BayView | undefined;
-  let hold: Hold | null = null;
+  let hold: Hold | null;
   let interrupted = false;
   void stopped.then(() => (interrupted = true));
   // A failed camera is reopened in a fresh bay, which knows its serial only after HELLO.

@@ -229,7 +229,6 @@ export class Bay extends EventEmitter<BayEvents> {
   }
 
   async #run(): Promise<void> {
-    const { store, ledger } = this.#d;
     const session = await Session.connect(this.candidate.createTransport(), { timeoutMs: 1000, retries: 6, ...this.#d.session });
     this.#session = session;
     session.on('discarded', (reason) => this.emit('linkError', reason));
