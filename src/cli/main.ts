@@ -45,7 +45,10 @@ export async function main(argv: string[]): Promise<void> {
   const json = argv.includes('--json');
   const program = buildProgram();
   // With --json, usage errors come out as JSON on stdout like every other error.
-  if (json) for (const cmd of [program, ...program.commands]) cmd.configureOutput({ writeErr: () => undefined, outputError: () => undefined });
+  if (json) {
+    const all = (c: Command): Command[] => [c, ...c.commands.flatMap(all)];
+    for (const cmd of all(program)) cmd.configureOutput({ writeErr: () => undefined, outputError: () => undefined });
+  }
   try {
     await program.parseAsync(argv);
   } catch (err) {

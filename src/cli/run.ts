@@ -49,7 +49,7 @@ export function register(program: Command): void {
   program
     .command('run')
     .description('Run the docking-station daemon: pull, verify, store and release every clip of every docked camera')
-    .option('--config <file>', 'a JSON config file (see README, Configuration); flags given here override it')
+    .option('--config <file>', 'a config file, JSON or YAML (every key: docs/operations.md; `dockside config check FILE` checks one); flags given here override it')
     .option('--data-dir <dir>', 'state, ledger, spool, quarantine and (by default) the vault', CONFIG_DEFAULTS.dataDir)
     .option('--sink <spec>', 'evidence store: dir:PATH (default dir:DATA_DIR/vault) or s3://BUCKET/PREFIX')
     .option('--s3-endpoint <url>', 'an S3-compatible store (MinIO, Ceph...) instead of AWS, e.g. http://127.0.0.1:9000')
