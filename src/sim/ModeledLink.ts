@@ -10,9 +10,13 @@
  * A lane schedules each chunk at an absolute time (start = max(now, busyUntil),
  * departs after len/rate, arrives latency later), so timer lateness never adds up:
  * the long-run rate is the modelled rate. write() resolves once no more than a
- * transmit buffer's worth (TX_BUFFER_BYTES, like a UART FIFO or USB endpoint
- * buffers) is queued ahead: the camera gets backpressure, the line never idles
- * because a timer fired late, and latency stays hidden by pipelining.
+ * transmit buffer's worth is queued ahead (like a UART FIFO, or the bulk transfers a
+ * USB device controller has queued): the camera gets backpressure, and latency stays
+ * hidden by pipelining. The buffer holds TX_BUFFER_MS of line time (at least
+ * TX_BUFFER_MIN_BYTES), so the line does not idle each time the camera's event loop,
+ * shared with the dock in a simulation, answers a few milliseconds late: with a fixed
+ * 128 KiB (two 64 KiB frames, 3.3 ms at 40 MB/s) the line idled 13% of a pull even
+ * with 32 reads in flight (2 MiB, well over the 0.8 MB a 20 ms round trip holds).
  */
 import { performance } from 'node:perf_hooks';
 import { BaseTransport, type Transport, type TransportKind } from '../hal/Transport.js';
@@ -34,7 +38,8 @@ export interface LinkStats {
   bytesIn: number;
 }
 
-const TX_BUFFER_BYTES = 128 * 1024;
+const TX_BUFFER_MIN_BYTES = 128 * 1024;
+const TX_BUFFER_MS = 10;
 
 class Lane {
   #busyUntil = 0;
@@ -55,7 +60,7 @@ class Lane {
     this.#busyUntil = departs;
     this.#queue.push({ at: departs + this.model.latencyMs, data });
     this.#pump();
-    const bufferedMs = this.model.rateBytesPerS > 0 ? (TX_BUFFER_BYTES * 1000) / this.model.rateBytesPerS : 0;
+    const bufferedMs = this.model.rateBytesPerS > 0 ? Math.max(TX_BUFFER_MS, (TX_BUFFER_MIN_BYTES * 1000) / this.model.rateBytesPerS) : 0;
     const wait = departs - now - bufferedMs;
     return wait > 1 ? new Promise((r) => setTimeout(r, wait)) : Promise.resolve();
   }
