@@ -47,7 +47,7 @@ function cameraClipFiles(dataDir: string): string[] {
 export const suite: Suite = async ({ quick, log }) => {
   const run: IngestRun = { cameras: 8, clips: quick ? 1 : 2, clipBytes: (quick ? 24 : 64) * MiB };
   const total = run.cameras * run.clips * run.clipBytes;
-  const cores = availableParallelism();
+  const procs = availableParallelism();
   const dataDir = mkdtempSync(join(tmpdir(), 'dockside-bench-ingest-'));
   const scratch = mkdtempSync(join(tmpdir(), 'dockside-bench-copy-'));
   let daemon: Daemon | undefined;
@@ -62,17 +62,22 @@ export const suite: Suite = async ({ quick, log }) => {
     if (files.length !== run.cameras * run.clips) throw new Error(`expected ${run.cameras * run.clips} clip files on the cameras, found ${files.length}`);
     let baseS = Infinity;
     for (let r = 0; r < 2; r++) {
-      baseS = Math.min(baseS, await copySyncHash(files, join(scratch, String(r)), cores));
+      baseS = Math.min(baseS, await copySyncHash(files, join(scratch, String(r)), procs));
       rmSync(join(scratch, String(r)), { recursive: true, force: true });
     }
-    log(`baseline (cp + sync + openssl dgst, ${cores} in parallel): ${(total / baseS / MB).toFixed(1)} MB/s`);
+    log(`baseline (cp + sync + openssl dgst, ${procs} in parallel): ${(total / baseS / MB).toFixed(1)} MB/s`);
 
     const t0 = performance.now();
+    const cpu0 = process.cpuUsage();
+    const elu0 = performance.eventLoopUtilization();
     await daemon.start();
     const summary = await daemon.whenIdle();
     const seconds = (performance.now() - t0) / 1000;
+    const cpu = process.cpuUsage(cpu0);
+    const cores = (cpu.user + cpu.system) / 1e6 / seconds; // every thread of the process
+    const elu = performance.eventLoopUtilization(elu0).utilization; // the main thread alone
     const rate = total / seconds / MB;
-    log(`ingest: ${summary.stored} clips stored, ${summary.released} released in ${seconds.toFixed(1)} s = ${rate.toFixed(1)} MB/s`);
+    log(`ingest: ${summary.stored} clips stored, ${summary.released} released in ${seconds.toFixed(1)} s = ${rate.toFixed(1)} MB/s; ${cores.toFixed(2)} cores busy, event loop ${(elu * 100).toFixed(0)}% busy`);
     const expected = run.cameras * run.clips;
     const complete = summary.stored === expected && summary.released === expected && summary.quarantined === 0 && summary.failed === 0;
     const r: BenchResult = row({
@@ -83,7 +88,7 @@ export const suite: Suite = async ({ quick, log }) => {
       target: '>= 0.5',
       note:
         `${run.cameras} cameras × ${run.clips} × ${run.clipBytes / MiB} MiB synthetic clips over loopback, unthrottled, daemon in-process, pull to released; ` +
-        `baseline cp + fsync + openssl dgst -sha256 of the same files, ${cores} pipelines in parallel, best of 2; ratio = daemon/baseline`,
+        `baseline cp + fsync + openssl dgst -sha256 of the same files, ${procs} pipelines in parallel, best of 2; ratio = daemon/baseline; during the ingest the process kept ${cores.toFixed(2)} of ${availableParallelism()} cores busy and its event loop ${(elu * 100).toFixed(0)}% busy`,
     });
     if (!complete) {
       r.pass = false;

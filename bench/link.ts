@@ -145,7 +145,7 @@ function windowBound(window: number, chunkBytes: number, echoed: boolean): numbe
 }
 
 export const suite: Suite = async ({ quick, log }) => {
-  const seconds = quick ? 1.5 : 3;
+  const seconds = quick ? 1 : 3;
   const runs = quick ? 2 : 3;
   const rows: BenchResult[] = [];
 

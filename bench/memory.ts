@@ -6,7 +6,7 @@
 //
 // Peak RSS is the kernel's high-water mark (VmHWM in /proc/PID/status), sampled until
 // the process exits; it includes the hash pool's worker threads and the simulated
-// cameras, which live in the same process. Quick mode uses 16 and 128 MiB clips.
+// cameras, which live in the same process. Quick mode uses 8 and 64 MiB clips.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statfsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -119,8 +119,8 @@ function camerasThatFit(wanted: number, clipBytes: number): number {
 }
 
 export const suite: Suite = async ({ quick, log }) => {
-  const small = (quick ? 16 : 256) * MiB;
-  const large = (quick ? 128 : 2048) * MiB;
+  const small = (quick ? 8 : 256) * MiB;
+  const large = (quick ? 64 : 2048) * MiB;
   const wanted = 8;
   // Both runs use the same number of cameras, so that clip size is the only difference.
   const cameras = camerasThatFit(wanted, large);
