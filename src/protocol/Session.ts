@@ -55,6 +55,13 @@ export const SESSION_DEFAULTS = {
   dockId: 'dockside',
 } as const;
 
+/**
+ * Most clips one listing takes in: 256 full pages. A camera that keeps answering
+ * "more" (hostile, or a firmware bug) cannot keep a bay listing for ever or grow the
+ * dock's memory without end; clips past this stay on the camera for a later docking.
+ */
+export const MAX_LISTED_CLIPS = 256 * 256;
+
 export interface SessionStats {
   requests: number;
   responses: number;
@@ -258,6 +265,10 @@ export class Session extends EventEmitter<SessionEvents> {
           refused.push({ id: c.id.slice(0, 80), error: err as DockError });
         }
       }
+      if (page.more && clips.length + refused.length >= MAX_LISTED_CLIPS) {
+        this.#log.warn({ serial: this.serial, listed: clips.length + refused.length, max: MAX_LISTED_CLIPS }, 'camera lists more clips than one offload takes; the rest stay on the camera for a later docking');
+        break;
+      }
     }
     return { clips, refused };
   }
@@ -276,6 +287,10 @@ export class Session extends EventEmitter<SessionEvents> {
     let cursor = 0;
     for (;;) {
       const res = (await this.request(name, { cursor, limit } as Request<N>)) as Response<'LIST_CLIPS' | 'GET_LOG'>;
+      // docs/protocol.md §5.4: a page holds at least one entry when any remain, so "more" after an empty page never ends.
+      if (res.more && ('clips' in res ? res.clips : res.entries).length === 0) {
+        throw new DockError('PROTO_UNEXPECTED', `camera ${this.serial} sent an empty ${name} page that says more follow (at cursor ${cursor})`, { serial: this.serial, cursor });
+      }
       yield res as Response<N>;
       if (!res.more) return;
       if (res.next <= cursor) {
