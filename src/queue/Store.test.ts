@@ -412,6 +412,31 @@ describe('Store: upload queue order and bookkeeping', () => {
     expect(s.keptSpoolCopies(Number.MAX_SAFE_INTEGER)).toEqual([]);
   });
 
+  // Regression: at 100,000 clips each start spent ~150 ms walking every released clip
+  // (keptSpoolCopies) and ~100 ms scanning clip_events for MAX(seq) (maxEventSeq),
+  // growing with the dock's history (bench/state.ts). The SQL below mirrors those two
+  // queries; the planner must answer them from an index, on a store that had none.
+  it('start-up queries use an index (kept spool copies, highest indexed ledger seq), also on a store made before those indexes', async () => {
+    const s = openStore();
+    listed(s, 'C1', 1);
+    s.addEvent(SERIAL, 'C1', 1, 'L1');
+    await s.close();
+    const raw = new Database(dbPath);
+    raw.exec('DROP INDEX clips_kept_spool; DROP INDEX clip_events_by_seq');
+    raw.close();
+    const again = openStore();
+    expect(again.maxEventSeq()).toBe(1);
+    expect(again.keptSpoolCopies(Number.MAX_SAFE_INTEGER)).toEqual([]);
+    const ro = new Database(dbPath, { readonly: true });
+    try {
+      const plan = (sql: string, ...args: unknown[]): string => (ro.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...args) as { detail: string }[]).map((r) => r.detail).join('; ');
+      expect(plan(`SELECT * FROM clips WHERE state = 'released' AND spool_kept = 1 AND updated_ms < ? ORDER BY updated_ms`, 5)).toMatch(/USING INDEX clips_kept_spool/);
+      expect(plan('SELECT COALESCE(MAX(seq), 0) m FROM clip_events')).toMatch(/clip_events_by_seq/);
+    } finally {
+      ro.close();
+    }
+  });
+
   it('a state store from before the queue columns gets them on open, its clips intact', () => {
     const raw = new Database(dbPath.replace('sub/', ''));
     raw.exec(`CREATE TABLE clips (serial TEXT NOT NULL, clip_id TEXT NOT NULL, seq INTEGER NOT NULL, size INTEGER NOT NULL, state TEXT NOT NULL,
