@@ -7,7 +7,11 @@ import { createHash } from 'node:crypto';
 import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+
+// Each README run spawns openssl and jq for every ledger line in the range: seconds on an
+// idle machine, more on a loaded one. A safety limit, not a timing assertion.
+vi.setConfig({ testTimeout: 120_000, hookTimeout: 120_000 });
 import { loadOrCreateDockKey } from '../src/custody/dockKey.js';
 import { Ledger } from '../src/custody/Ledger.js';
 import { CliChildren, onlyJson, type CliResult } from './helpers/cliProcess.js';

@@ -138,7 +138,7 @@ describe('dockside sim in one process, devices and diag from others', () => {
     const r = await kids.run(['devices', '--ports-dir', ports]);
     expect(r.code, said(r)).toBe(0);
     expect(r.lines, said(r)).toHaveLength(3);
-    expect(r.lines[0]).toMatch(/^SERIAL\s+MODEL\s+FIRMWARE\s+LINK\s+PATH\s+BATTERY/);
+    expect(r.lines[0]).toMatch(/^SERIAL\s+MODEL\s+FIRMWARE\s+LINK\s+PATH\s+STATE\s+BATTERY/);
     const serials = sim.cameras.map((c) => c.serial).sort();
     r.lines.slice(1).forEach((row, i) => {
       expect(row.startsWith(`${serials[i]!} `), row).toBe(true);
@@ -359,12 +359,12 @@ describe('bad usage', () => {
   it('--help and diag --help exit 0 and describe the commands and options', async () => {
     const top = await kids.run(['--help']);
     expect(top.code, said(top)).toBe(0);
-    for (const cmd of ['sim', 'devices', 'diag']) expect(top.stdout).toMatch(new RegExp(`^\\s+${cmd}\\b.*\\S`, 'm'));
+    for (const cmd of ['sim', 'devices', 'diag', 'pull', 'logs', 'firmware', 'verify', 'enroll', 'queue', 'custody', 'config']) expect(top.stdout).toMatch(new RegExp(`^\\s+${cmd}\\b.*\\S`, 'm'));
 
     const diag = await kids.run(['diag', '--help']);
     expect(diag.code, said(diag)).toBe(0);
-    expect(diag.stdout).toMatch(/Usage: dockside diag .*<camera>/);
-    for (const opt of ['--ports-dir <dir>', '--link-seconds <s>', '--link-bytes <n>', '--json']) expect(diag.stdout).toMatch(new RegExp(`${opt}\\s+\\S`));
+    expect(diag.stdout).toMatch(/Usage: dockside diag .*\[camera\]/);
+    for (const opt of ['--all', '--data-dir <dir>', '--ports-dir <dir>', '--link-seconds <s>', '--link-bytes <n>', '--json']) expect(diag.stdout).toMatch(new RegExp(`${opt}\\s+\\S`));
   });
 });
 
