@@ -253,6 +253,25 @@ function runCase(c: Case): string {
   }
 }
 
+describe('frame corpus (fixtures/frames) against the spec receiver', () => {
+  const dir = new URL('../fixtures/frames/', import.meta.url);
+  const frameCases = JSON.parse(readFileSync(new URL('corpus.json', dir), 'utf8')) as { file: string }[];
+  it('every file: the same frames and discards as the receiver of §2.6, however it is split', () => {
+    for (const { file } of frameCases) {
+      const bytes = readFileSync(new URL(file, dir));
+      const model = specReceive(bytes, 65536);
+      for (const step of [bytes.length, 1, 7, 254]) {
+        inputs++;
+        const frames: Frame[] = [];
+        const discards: [string, number][] = [];
+        const dec = new FrameDecoder({ onFrame: (f) => frames.push(f), onDiscard: (r, n) => discards.push([r, n]) }, 65536);
+        for (let i = 0; i < bytes.length; i += step) dec.push(bytes.subarray(i, i + step));
+        expect({ file, frames: frames.map(frameView), discards }).toEqual({ file, frames: model.frames, discards: model.discards });
+      }
+    }
+  });
+});
+
 describe('fuzz corpus (fixtures/fuzz/cases.json)', () => {
   it('has cases for every kind of parser', () => {
     const kinds = new Set(cases.map((c) => c.parser.split(':')[0]));
