@@ -24,11 +24,14 @@ export interface RowFields {
 const BOUND = /^(>=|<=|≥|≤)\s*(-?\d+(?:\.\d+)?)(?:\s*\S+)?$/;
 const RANGE = /^(-?\d+(?:\.\d+)?)\s*\.\.\s*(-?\d+(?:\.\d+)?)$/;
 
-/** What a target bounds: the value when it names a unit or there is no ratio, else the ratio. */
-export function subject(target: string, value: number, ratio: number | null): number | null {
+/**
+ * What a target bounds: the value when the target names a unit or the row has no
+ * baseline; otherwise the ratio (null when it could not be formed, which fails).
+ */
+export function subject(target: string, value: number, baseline: number | null, ratio: number | null): number | null {
   const t = target.trim();
   const hasUnit = BOUND.test(t) && !/\d$/.test(t);
-  return hasUnit || ratio === null ? value : ratio;
+  return hasUnit || baseline === null ? value : ratio;
 }
 
 /** Whether `x` meets `target`; undefined when the target is not one this file can judge. */
@@ -47,7 +50,7 @@ export function row(f: RowFields): BenchResult {
   let ratio: number | null = null;
   if (baseline !== null) ratio = (f.way ?? 'value/baseline') === 'value/baseline' ? f.value / baseline : baseline / f.value;
   if (ratio !== null && !Number.isFinite(ratio)) ratio = null;
-  const pass = judge(f.target, subject(f.target, f.value, ratio)) ?? false;
+  const pass = judge(f.target, subject(f.target, f.value, baseline, ratio)) ?? false;
   const out: BenchResult = { name: f.name, value: f.value, unit: f.unit, baseline, ratio, target: f.target, pass };
   if (f.note) out.note = f.note;
   return out;

@@ -83,7 +83,7 @@ async function loadSuite(name: string): Promise<Suite | string> {
 
 /** A row is kept as the suite gave it, except that a pass its own target contradicts is not believed. */
 function checked(r: BenchResult): BenchResult {
-  const verdict = judge(r.target, subject(r.target, r.value, r.ratio));
+  const verdict = judge(r.target, subject(r.target, r.value, r.baseline, r.ratio));
   if (verdict === undefined || verdict === r.pass) return r;
   return { ...r, pass: verdict, note: `${r.note ? `${r.note}; ` : ''}runner: pass=${r.pass} disagreed with target ${r.target}` };
 }
