@@ -3,9 +3,12 @@
 //
 //   S3Client ──▶ proxy (mode) ──▶ s3rver
 //                  │ pass        forward both ways unchanged, streaming
-//                  │ corruptPut  flip one bit of an object body on its way in (PutObject, UploadPart)
+//                  │ corruptPut  flip one bit of an object body on its way in (PutObject, UploadPart);
+//                  │             {corruptPut: RegExp} only for object paths it matches
 //                  │ {status}    answer matching requests itself with an S3 XML error
 //                  │ refuse      destroy client sockets at once (the store is down)
+//                  │ {slow}      forward, but every body (uploads and downloads) through one
+//                  │             shared lane of `slow` bytes/s: a store that is slow, not down
 //                  └ stats       every request, and body bytes with their arrival time
 //
 // The Host header is forwarded unchanged: the client signed it (SigV4) and the store
@@ -22,7 +25,11 @@ export type FaultMode =
   | 'corruptPut'
   | 'refuse'
   /** Answer requests whose method is in `methods` (default PUT and POST) with this error. */
-  | { status: number; code: string; methods?: string[]; message?: string };
+  | { status: number; code: string; methods?: string[]; message?: string }
+  /** corruptPut for the objects whose request path (/bucket/key) matches, e.g. /\.bin$/ for clips and not sidecars. */
+  | { corruptPut: RegExp }
+  /** Forward everything, with request and response bodies together limited to `slow` bytes/s. */
+  | { slow: number };
 
 export interface ProxiedRequest {
   method: string;
@@ -31,7 +38,7 @@ export interface ProxiedRequest {
   startMs: number; // on the proxy clock (clockMs())
   endMs: number | undefined; // when the request body ended
   bodyBytes: number; // request body bytes received from the client
-  mode: string; // what the proxy did with it: 'pass', 'corruptPut', 'status 507', 'refuse'
+  mode: string; // what the proxy did with it: 'pass', 'corruptPut', 'status 507', 'refuse', 'slow 200000 B/s'
   status: number | undefined; // status sent to the client, once sent
   corruptedAt: number | undefined; // body offset whose lowest bit was flipped (corruptPut)
 }
@@ -108,7 +115,48 @@ function errorXml(code: string, message: string, path: string): string {
 }
 
 function describeMode(mode: FaultMode): string {
-  return typeof mode === 'string' ? mode : `status ${mode.status}`;
+  if (typeof mode === 'string') return mode;
+  if ('corruptPut' in mode) return `corruptPut ${String(mode.corruptPut)}`;
+  return 'slow' in mode ? `slow ${mode.slow} B/s` : `status ${mode.status}`;
+}
+
+/**
+ * The slow store's one lane: every body chunk, in either direction, waits for its turn
+ * at `rate` bytes/s (cut to 16 KiB pieces so one large write cannot jump the queue).
+ */
+class SlowLane {
+  readonly rate: number;
+  #freeAtMs = 0;
+  constructor(rate: number) {
+    if (!(rate > 0)) throw new Error(`s3FaultProxy: slow must be a positive rate in bytes/s, got ${rate}`);
+    this.rate = rate;
+  }
+  /** Books `bytes` on the lane; returns the ms to wait until they have passed. */
+  book(bytes: number): number {
+    const now = performance.now();
+    this.#freeAtMs = Math.max(now, this.#freeAtMs) + (bytes * 1000) / this.rate;
+    return this.#freeAtMs - now;
+  }
+}
+
+class Throttle extends Transform {
+  readonly #lane: SlowLane;
+  constructor(lane: SlowLane) {
+    super();
+    this.#lane = lane;
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    const piece = 16 * 1024;
+    const next = (at: number): void => {
+      if (at >= chunk.length) return done();
+      const part = chunk.subarray(at, Math.min(chunk.length, at + piece));
+      setTimeout(() => {
+        this.push(part);
+        next(at + piece);
+      }, this.#lane.book(part.length));
+    };
+    next(0);
+  }
 }
 
 /** Starts the proxy on 127.0.0.1 (a free port) in front of `targetEndpoint` (http only). */
@@ -124,6 +172,8 @@ export async function startFaultProxy(targetEndpoint: string): Promise<FaultProx
   let samples: BodySample[] = [];
   let total = 0;
   let refused = 0;
+  let lane: SlowLane | undefined;
+  let laneMode: FaultMode | undefined;
 
   function record(req: IncomingMessage, how: string): ProxiedRequest {
     const entry: ProxiedRequest = { method: req.method ?? '', path: req.url ?? '', headers: { ...req.headers }, startMs: clockMs(), endMs: undefined, bodyBytes: 0, mode: how, status: undefined, corruptedAt: undefined };
@@ -150,12 +200,12 @@ export async function startFaultProxy(targetEndpoint: string): Promise<FaultProx
     });
   }
 
-  function forward(req: IncomingMessage, res: ServerResponse, entry: ProxiedRequest, corrupt: boolean): void {
+  function forward(req: IncomingMessage, res: ServerResponse, entry: ProxiedRequest, corrupt: boolean, lane?: SlowLane): void {
     const up = httpRequest({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: endToEnd(req.headers), agent });
     up.on('response', (upRes) => {
       entry.status = upRes.statusCode;
       res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, endToEnd(upRes.headers));
-      upRes.pipe(res);
+      (lane ? upRes.pipe(new Throttle(lane)) : upRes).pipe(res);
       upRes.on('error', () => res.destroy());
     });
     up.on('error', () => req.socket.destroy());
@@ -172,6 +222,7 @@ export async function startFaultProxy(targetEndpoint: string): Promise<FaultProx
       entry.corruptedAt = offset;
       body = req.pipe(new BitFlip(offset));
     }
+    if (lane) body = body.pipe(new Throttle(lane));
     body.pipe(up);
   }
 
@@ -181,6 +232,20 @@ export async function startFaultProxy(targetEndpoint: string): Promise<FaultProx
       record(req, 'refuse');
       refused++;
       req.socket.destroy();
+      return;
+    }
+    if (typeof now === 'object' && 'slow' in now) {
+      // One lane per slow mode set: a new rate starts with a free lane.
+      if (lane?.rate !== now.slow || laneMode !== now) {
+        lane = new SlowLane(now.slow);
+        laneMode = now;
+      }
+      forward(req, res, record(req, describeMode(now)), false, lane);
+      return;
+    }
+    if (typeof now === 'object' && 'corruptPut' in now) {
+      const corrupt = carriesObjectBody(req) && now.corruptPut.test(new URL(req.url ?? '/', 'http://proxy').pathname);
+      forward(req, res, record(req, corrupt ? 'corruptPut' : 'pass'), corrupt);
       return;
     }
     if (typeof now === 'object') {
