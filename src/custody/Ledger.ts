@@ -261,12 +261,15 @@ export function checkLedgerLine(line: string, dockPublicKey: KeyObject, follows?
     }
   };
   if (canonical(e) !== line) problems.push('not in canonical form');
-  if (follows && e.seq !== follows.seq) problems.push(`sequence ${e.seq} where ${follows.seq} was expected (a line removed or reordered)`);
-  if (follows && follows.prev !== null && e.prev !== follows.prev) problems.push(`prev ${String(e.prev).slice(0, 12)}… does not match the hash of ${follows.before ?? 'the line before'} (${follows.prev.slice(0, 12)}…): the line before was changed, removed or reordered`);
+  if (follows && e.seq !== follows.seq) problems.push(`sequence ${shown(e.seq)} where ${follows.seq} was expected (a line removed or reordered)`);
+  if (follows && follows.prev !== null && e.prev !== follows.prev) problems.push(`prev ${shown(e.prev).slice(0, 12)}… does not match the hash of ${follows.before ?? 'the line before'} (${follows.prev.slice(0, 12)}…): the line before was changed, removed or reordered`);
   let sigOk: boolean;
   try {
     const signed = canonical(body);
-    sigOk = signed !== undefined && verify(null, Buffer.from(signed), dockPublicKey, Buffer.from(String(sig), 'base64'));
+    // Exactly one base64 text per signature: a variant that decodes to the same bytes
+    // (unpadded, an array holding it) is a changed line, not the same one.
+    const sigBytes = typeof sig === 'string' ? Buffer.from(sig, 'base64') : undefined;
+    sigOk = signed !== undefined && sigBytes !== undefined && sigBytes.toString('base64') === sig && verify(null, Buffer.from(signed), dockPublicKey, sigBytes);
   } catch {
     sigOk = false; // not even a well-formed signature
   }
@@ -310,4 +313,13 @@ export function verifyLedgerFile(path: string, dockPublicKey: KeyObject): Ledger
   const entries = checked.entries;
   if (problems.length === 0 && entries.length === 0 && text.length > 0) problems.push({ line: 1, seq: null, problem: 'no entries' });
   return { ok: problems.length === 0, entries, problems };
+}
+
+/** A value from a line that may be anything (a hostile or damaged one), for a message: never throws. */
+export function shown(v: unknown): string {
+  try {
+    return typeof v === 'string' ? v : (JSON.stringify(v) ?? String(v));
+  } catch {
+    return '(unprintable)';
+  }
 }

@@ -18,7 +18,7 @@ import { createPublicKey, type KeyObject } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { basename, dirname, extname, join } from 'node:path';
 import { canonicalJson } from './canonicalJson.js';
-import { checkLedgerLine, type LedgerEntry } from './Ledger.js';
+import { checkLedgerLine, shown, type LedgerEntry } from './Ledger.js';
 import { computeChain, ManifestSchema, verifyManifestSignature, type Manifest } from './manifest.js';
 import { keyFingerprint, rawEd25519FromPem, sidecarShapeProblem, type Sidecar } from './sidecar.js';
 import { sha256File } from './verifyCustody.js';
@@ -191,21 +191,21 @@ function custodyChecks(sc: Sidecar, m: Manifest | undefined, deviceFp: string | 
     }
     const { entry, problems } = checkLedgerLine(line, dockKey);
     if (entry) entries.push(withDetails(entry));
-    for (const p of problems) sigProblems.push(`line ${i + 1}${entry ? ` (seq ${String(entry.seq)} ${String(entry.event)})` : ''}: ${p}`);
+    for (const p of problems) sigProblems.push(`line ${i + 1}${entry ? ` (seq ${shown(entry.seq)} ${shown(entry.event)})` : ''}: ${p}`);
   });
   if (!dockKey) add('custody signatures', false, 'no dock key to check the custody lines with');
   else if (lines.length === 0) add('custody signatures', false, 'the sidecar carries no custody lines');
-  else add('custody signatures', sigProblems.length === 0, sigProblems.length === 0 ? `${lines.length} line(s), seq ${entries.map((e) => e.seq).join(', ')}, each signed by the dock key` : sigProblems.join('; '));
+  else add('custody signatures', sigProblems.length === 0, sigProblems.length === 0 ? `${lines.length} line(s), seq ${entries.map((e) => shown(e.seq)).join(', ')}, each signed by the dock key` : sigProblems.join('; '));
 
   const serial = m?.serial ?? sc.clip.serial;
   const clipId = m?.clipId ?? sc.clip.clipId;
   const about: string[] = [];
   let lastSeq = 0;
   for (const e of entries) {
-    if (e.serial !== serial || e.clipId !== clipId) about.push(`seq ${e.seq} is about ${String(e.serial)}/${String(e.clipId)}`);
-    if (e.v !== 1) about.push(`seq ${e.seq} has version ${String(e.v)}`);
-    if (!Number.isSafeInteger(e.seq) || e.seq <= lastSeq) about.push(`seq ${String(e.seq)} does not come after seq ${lastSeq}`);
-    if (typeof e.prev !== 'string' || !/^[0-9a-f]{64}$/.test(e.prev)) about.push(`seq ${e.seq} has no prev hash`);
+    if (e.serial !== serial || e.clipId !== clipId) about.push(`seq ${shown(e.seq)} is about ${shown(e.serial)}/${shown(e.clipId)}`);
+    if (e.v !== 1) about.push(`seq ${shown(e.seq)} has version ${shown(e.v)}`);
+    if (!Number.isSafeInteger(e.seq) || e.seq <= lastSeq) about.push(`seq ${shown(e.seq)} does not come after seq ${lastSeq}`);
+    if (typeof e.prev !== 'string' || !/^[0-9a-f]{64}$/.test(e.prev)) about.push(`seq ${shown(e.seq)} has no prev hash`);
     if (typeof e.seq === 'number') lastSeq = Math.max(lastSeq, e.seq);
   }
   add('custody clip', entries.length > 0 && about.length === 0, entries.length === 0 ? 'no custody line could be read' : about.length === 0 ? `every line is about ${serial}/${clipId}, in increasing seq` : about.join('; '));
@@ -226,11 +226,11 @@ function custodyChecks(sc: Sidecar, m: Manifest | undefined, deviceFp: string | 
   const vBad: string[] = [];
   for (const e of verified) {
     const d = e.details;
-    if (d['sha256'] !== m.sha256) vBad.push(`seq ${e.seq} names sha256 ${String(d['sha256'])}`);
-    if (d['chain'] !== m.chain) vBad.push(`seq ${e.seq} names chain ${String(d['chain'])}`);
-    if (d['prevChain'] !== undefined && d['prevChain'] !== m.prevChain) vBad.push(`seq ${e.seq} names prevChain ${String(d['prevChain'])}`);
-    if (d['seq'] !== undefined && d['seq'] !== m.seq) vBad.push(`seq ${e.seq} names clip seq ${String(d['seq'])}`);
-    if (d['deviceKey'] !== undefined && d['deviceKey'] !== deviceFp) vBad.push(`seq ${e.seq} says the dock checked device key ${String(d['deviceKey'])}, not the sidecar's ${String(deviceFp)}`);
+    if (d['sha256'] !== m.sha256) vBad.push(`seq ${shown(e.seq)} names sha256 ${shown(d['sha256'])}`);
+    if (d['chain'] !== m.chain) vBad.push(`seq ${shown(e.seq)} names chain ${shown(d['chain'])}`);
+    if (d['prevChain'] !== undefined && d['prevChain'] !== m.prevChain) vBad.push(`seq ${shown(e.seq)} names prevChain ${shown(d['prevChain'])}`);
+    if (d['seq'] !== undefined && d['seq'] !== m.seq) vBad.push(`seq ${shown(e.seq)} names clip seq ${shown(d['seq'])}`);
+    if (d['deviceKey'] !== undefined && d['deviceKey'] !== deviceFp) vBad.push(`seq ${shown(e.seq)} says the dock checked device key ${shown(d['deviceKey'])}, not the sidecar's ${shown(deviceFp)}`);
   }
   const deviceNamed = verified.some((e) => e.details['deviceKey'] === deviceFp);
   add(
@@ -241,10 +241,10 @@ function custodyChecks(sc: Sidecar, m: Manifest | undefined, deviceFp: string | 
 
   const stored = entries.filter((e) => e.event === 'stored' && e.details['sha256'] === m.sha256);
   const sBad: string[] = [];
-  for (const e of entries.filter((x) => x.event === 'stored' && x.details['sha256'] !== m.sha256)) sBad.push(`seq ${e.seq} "stored" names sha256 ${String(e.details['sha256'])}`);
+  for (const e of entries.filter((x) => x.event === 'stored' && x.details['sha256'] !== m.sha256)) sBad.push(`seq ${shown(e.seq)} "stored" names sha256 ${shown(e.details['sha256'])}`);
   for (const e of entries.filter((x) => x.event === 'released')) {
-    if (!stored.some((s) => s.seq < e.seq)) sBad.push(`"released" (seq ${e.seq}) comes before any "stored" with this hash`);
-    if (e.details['sha256'] !== m.sha256) sBad.push(`"released" (seq ${e.seq}) names sha256 ${String(e.details['sha256'])}`);
+    if (!stored.some((s) => s.seq < e.seq)) sBad.push(`"released" (seq ${shown(e.seq)}) comes before any "stored" with this hash`);
+    if (e.details['sha256'] !== m.sha256) sBad.push(`"released" (seq ${shown(e.seq)}) names sha256 ${shown(e.details['sha256'])}`);
   }
   const released = entries.filter((e) => e.event === 'released');
   add(
@@ -255,8 +255,14 @@ function custodyChecks(sc: Sidecar, m: Manifest | undefined, deviceFp: string | 
 }
 
 /** A line whose details are not an object (a damaged sidecar) is read as having none, so the checks report it instead of throwing. */
+/**
+ * A custody line as the checks below read it: details always an object, seq always a
+ * number (NaN when the line's is anything else, which the order check then reports), so
+ * a hostile line is reported, never coerced into a crash.
+ */
 function withDetails(e: LedgerEntry): LedgerEntry {
-  return e.details && typeof e.details === 'object' && !Array.isArray(e.details) ? e : { ...e, details: {} };
+  const details = e.details && typeof e.details === 'object' && !Array.isArray(e.details) ? e.details : {};
+  return { ...e, details, seq: typeof e.seq === 'number' ? e.seq : NaN };
 }
 
 function notChecked(serial: string, deviceFp: string | null, dockFp: string | null): string[] {

@@ -21,7 +21,7 @@ import { createReadStream, existsSync, readdirSync, readFileSync, statSync } fro
 import { basename, join } from 'node:path';
 import { canonicalJson } from './canonicalJson.js';
 import { loadDockPublicKey } from './dockKey.js';
-import { verifyLedgerFile, type LedgerEntry, type LedgerProblem } from './Ledger.js';
+import { shown, verifyLedgerFile, type LedgerEntry, type LedgerProblem } from './Ledger.js';
 import { parseManifest, verifyManifestSignature, GENESIS_CHAIN } from './manifest.js';
 import { SIDECAR_FORMAT, type Sidecar } from './sidecar.js';
 import { spkiToRawEd25519 } from '../protocol/auth.js';
@@ -69,7 +69,7 @@ export async function verifyCustody(dataDir: string, opts: VerifyCustodyOptions 
   const vaults = new Set<string>();
   for (const e of ledger.entries) {
     if (e.clipId) byClip.set(key(e.serial, e.clipId), [...(byClip.get(key(e.serial, e.clipId)) ?? []), e]);
-    if (e.event === 'enrolled' && e.serial) enrolled.set(e.serial, new Set([...(enrolled.get(e.serial) ?? []), String(e.details['fingerprint'])]));
+    if (e.event === 'enrolled' && e.serial) enrolled.set(e.serial, new Set([...(enrolled.get(e.serial) ?? []), shown(e.details['fingerprint'])]));
     if (e.event === 'ledger_opened' && typeof e.details['sink'] === 'string' && e.details['sink'].startsWith('dir:')) vaults.add(e.details['sink'].slice(4));
   }
   // A data dir copied elsewhere (an evidence hand-over) still names the original path:
@@ -184,7 +184,7 @@ export async function verifyCustody(dataDir: string, opts: VerifyCustodyOptions 
     for (const e of events) {
       if (e.event === 'chain_gap') gapsRecorded.add(k);
       if (e.event === 'released') releasedClips.add(k);
-      if (e.event === 'quarantined' && !quarantined.some((q) => q.serial === serial && q.clipId === clipId)) quarantined.push({ serial, clipId, reason: `${String(e.details['check'])}: ${String(e.details['reason'])}` });
+      if (e.event === 'quarantined' && !quarantined.some((q) => q.serial === serial && q.clipId === clipId)) quarantined.push({ serial, clipId, reason: `${shown(e.details['check'])}: ${shown(e.details['reason'])}` });
       if ((e.event === 'quarantined' || e.event === 'verified') && typeof e.details['chain'] === 'string' && typeof e.details['seq'] === 'number' && typeof e.details['prevChain'] === 'string') {
         addLink(serial, { seq: e.details['seq'], prevChain: e.details['prevChain'], chain: e.details['chain'], clipId });
       }
