@@ -320,7 +320,6 @@ export class Daemon {
 
   summary(): Summary {
     const n = this.store.countByState();
-    const inVault = this.store.clips({ state: ['stored', 'released'] });
     const q = this.queue.status();
     return {
       cameras: this.store.cameras().length,
@@ -331,7 +330,7 @@ export class Daemon {
       failed: n.failed,
       failures: this.store.clips({ state: 'failed' }).map((c) => ({ serial: c.serial, clipId: c.clipId, reason: c.reason ?? '' })),
       queue: { hold: q.hold, waiting: q.waiting + q.inFlight.length },
-      bytes: inVault.reduce((a, c) => a + c.size, 0),
+      bytes: this.store.storedBytes(),
       seconds: Math.round((Date.now() - this.#startMs) / 10) / 100,
     };
   }

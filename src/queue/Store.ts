@@ -285,6 +285,11 @@ export class Store {
     return out;
   }
 
+  /** Bytes of the clips in the evidence store (stored or released), summed in SQL: a dock's history can be 100,000 clips. */
+  storedBytes(): number {
+    return (this.#db.prepare(`SELECT COALESCE(SUM(size), 0) b FROM clips WHERE state IN ('stored', 'released')`).get() as { b: number }).b;
+  }
+
   /** Saves the manifest the camera sent (before the pull; it is what everything is checked against). */
   setManifest(serial: string, clipId: string, manifest: Buffer, signature: Buffer, sha256: string | null, container: string): void {
     this.#db.prepare('UPDATE clips SET manifest = ?, signature = ?, sha256 = ?, container = ? WHERE serial = ? AND clip_id = ?').run(manifest, signature, sha256, container, serial, clipId);
