@@ -229,7 +229,7 @@ export class Bay extends EventEmitter<BayEvents> {
   }
 
   async #run(): Promise<void> {
-    const session = await Session.connect(this.candidate.createTransport(), { timeoutMs: 1000, retries: 6, ...this.#d.session });
+    const session = await Session.connect(this.candidate.createTransport(), { timeoutMs: 1000, retries: 6, ...this.#d.session, log: this.#log.child({ part: 'protocol' }) });
     this.#session = session;
     session.on('discarded', (reason) => this.emit('linkError', reason));
     session.once('disconnected', () => {
