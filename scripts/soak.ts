@@ -77,6 +77,7 @@ async function crashSoak(): Promise<SoakRunReport[]> {
   const reports: SoakRunReport[] = [];
   const r = prng(seed);
   let survived = 0;
+  let barren = 0; // runs in a row where no kill landed
   for (let i = 0; survived < totalKills; i++) {
     const runSeed = seed + i;
     const faults = SOAK_FAULTS[Math.floor(r() * SOAK_FAULTS.length)]!;
@@ -107,9 +108,10 @@ async function crashSoak(): Promise<SoakRunReport[]> {
       if (a.quiet) log(describeOutcomes(report));
     }
     // A run whose dock finished before its kills landed still counts the ones that did;
-    // a run where none can land means the kill points do not fit the work: stop.
-    if (report.kills === 0 && report.problems.length === 0) {
-      log('  no kill landed in this run: the kill points find no work; stopping');
+    // runs in a row where none lands mean the kill points do not fit the work: stop.
+    barren = report.kills === 0 ? barren + 1 : 0;
+    if (barren === 3) {
+      log('  three runs in a row with no kill landed: the kill points find no work; stopping');
       failed++;
       break;
     }

@@ -108,7 +108,7 @@ function hasFile(dir: string, name: RegExp): boolean {
  * listed, no 'pulled' once every clip is spooled, ...), and a delay is shorter when
  * little is left, so most kills land in work rather than after it.
  */
-export function killPlanner(seed: number, faults: string): (dataDir: string) => KillPoint {
+export function killPlanner(seed: number, faults: string, sink: 'dir' | 's3' = 'dir'): (dataDir: string) => KillPoint {
   const r = prng(seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
   const planted = /corrupt|tamper/.test(faults);
@@ -135,18 +135,21 @@ export function killPlanner(seed: number, faults: string): (dataDir: string) => 
     if (fresh || count('listed', 'pulling', 'spooled', 'verified', 'uploading', 'stored') > 0) events.push('released', 'released');
     const left = fresh ? 100 : count('listed', 'pulling', 'spooled', 'verified', 'uploading', 'stored');
     const x = r();
-    if (x < 0.3 || events.length === 0) return { kind: 'delay', ms: Math.floor(r() * Math.min(1200, 60 * left)) };
+    if (x < 0.3 || events.length === 0) return { kind: 'delay', ms: Math.floor(r() * Math.min(1200, 40 * left)) };
     if (x < 0.4) {
       // A file point fires on a file being there, so only while none is there yet.
       const files: ('vault-tmp' | 'quarantine')[] = [];
-      if (count('listed', 'pulling', 'spooled', 'verified', 'uploading') + (fresh ? 1 : 0) > 0 && !hasFile(join(dataDir, 'vault'), /^\..*\.tmp$/)) files.push('vault-tmp');
+      // (An S3 sink writes no vault files: that point would never come.)
+      if (sink === 'dir' && count('listed', 'pulling', 'spooled', 'verified', 'uploading') + (fresh ? 1 : 0) > 0 && !hasFile(join(dataDir, 'vault'), /^\..*\.tmp$/)) files.push('vault-tmp');
       if (planted && count('listed', 'pulling', 'spooled') + (fresh ? 1 : 0) > 0 && !hasFile(join(dataDir, 'quarantine'), /\.(bin|mp4)$/)) files.push('quarantine');
       if (files.length > 0) return { kind: 'file', where: pick(files) };
     }
     const event = pick(events);
     if (r() < 0.35) {
+      // sidecar-write watches the vault's temporary sidecar: a dir sink's only.
+      const sidecar: ThenStep[] = sink === 'dir' ? ['sidecar-write'] : [];
       const then: ThenStep[] =
-        event === 'stored' ? [pick<ThenStep>(['state-commit', 'sidecar-write', { clipState: 'stored' }])] : event === 'released' ? [pick<ThenStep>(['sidecar-write', { clipState: 'released' }])] : ['state-commit'];
+        event === 'stored' ? [pick<ThenStep>(['state-commit', ...sidecar, { clipState: 'stored' }])] : event === 'released' ? [pick<ThenStep>([...sidecar, { clipState: 'released' }])] : ['state-commit'];
       return { kind: 'event', event, then };
     }
     return { kind: 'event', event, afterMs: Math.floor(r() * 25) };
@@ -182,7 +185,7 @@ export async function crashSoakRun(o: SoakRunOptions): Promise<SoakRunReport> {
     '--until-idle',
     '--json',
   ];
-  const next = killPlanner(o.seed, faults);
+  const next = killPlanner(o.seed, faults, o.sink?.kind ?? 'dir');
   const outcomes: KillOutcome[] = [];
   const problems: string[] = [];
   const maxAttempts = o.maxAttempts ?? 3 * o.kills;
