@@ -442,7 +442,7 @@ export class Daemon {
   }
 
   #checkIdle(): void {
-    if (this.#idleWaiters.length === 0) return;
+    if (this.#closed || this.#idleWaiters.length === 0) return; // a bay settling after close() must not touch the closed store
     const stuck = this.pipeline.stuck;
     if (stuck.length > 0) {
       const e = stuck[0]!.error;
