@@ -6,8 +6,8 @@
  * ERROR; nothing a peer sends can throw out of here.
  */
 import { EventEmitter } from 'node:events';
-import { decodeStruct, encodeStruct } from './codec.js';
-import { encodeFrame, FLAG_RESPONSE, FRAME_VERSION, PROTOCOL_MAX_PAYLOAD, type Frame } from './frame.js';
+import { decodeStruct, encodedLength, encodeStruct, encodeStructInto, type Struct } from './codec.js';
+import { encodeFrame, encodeFrameWith, FLAG_RESPONSE, FRAME_VERSION, PROTOCOL_MAX_PAYLOAD, type Frame } from './frame.js';
 import { FrameDecoder, type DiscardReason } from './FrameDecoder.js';
 import { MESSAGES, messageName, REMOTE_ERRORS, type RemoteErrorName, type Request, type RequestName, type Response } from './messages.js';
 import { DockError } from '../errors.js';
@@ -163,16 +163,18 @@ export class Endpoint extends EventEmitter<EndpointEvents> {
       this.stats.unanswered++;
       return;
     }
-    let payload: Buffer;
+    const spec = MESSAGES[name].res as Struct;
+    let bytes: number;
     try {
-      payload = encodeStruct(MESSAGES[name].res as never, res as never);
+      bytes = encodedLength(spec, res as never);
     } catch (err) {
       return this.#sendError(frame, 'INTERNAL', `could not encode ${name} answer: ${err instanceof Error ? err.message : String(err)}`);
     }
-    if (payload.length > this.#maxPayload) {
-      return this.#sendError(frame, 'INTERNAL', `${name} answer of ${payload.length} bytes exceeds the negotiated maximum ${this.#maxPayload}`);
+    if (bytes > this.#maxPayload) {
+      return this.#sendError(frame, 'INTERNAL', `${name} answer of ${bytes} bytes exceeds the negotiated maximum ${this.#maxPayload}`);
     }
-    await this.#write(encodeFrame({ type: frame.type, flags: FLAG_RESPONSE, seq: frame.seq, payload }));
+    // Straight into the frame: a READ answer's clip bytes are copied once.
+    await this.#write(encodeFrameWith({ type: frame.type, flags: FLAG_RESPONSE, seq: frame.seq }, bytes, (buf, offset) => void encodeStructInto(spec, res as never, buf, offset)));
     this.emit('answered', name, frame.seq);
   }
 

@@ -16,8 +16,8 @@
  */
 import { randomBytes, verify as verifySignature, createPublicKey } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { decodeStruct, encodeStruct } from './codec.js';
-import { encodeFrame, FLAG_RESPONSE, FRAME_OVERHEAD, FRAME_VERSION, MIN_MAX_PAYLOAD, PROTOCOL_MAX_PAYLOAD, type Frame } from './frame.js';
+import { decodeStruct, encodedLength, encodeStructInto, type Struct } from './codec.js';
+import { encodeFrameWith, FLAG_RESPONSE, FRAME_OVERHEAD, FRAME_VERSION, MIN_MAX_PAYLOAD, PROTOCOL_MAX_PAYLOAD, type Frame } from './frame.js';
 import { FrameDecoder, type DiscardReason } from './FrameDecoder.js';
 import {
   assertClipId,
@@ -87,7 +87,10 @@ export interface SessionEvents {
 
 interface Pending {
   name: RequestName;
-  payload: Buffer;
+  // Encoded again at each send, straight into the frame (a resend has a new seq, so a
+  // new frame anyway): a LINK_TEST or FIRMWARE_CHUNK payload is never copied twice.
+  request: Request<RequestName>;
+  payloadBytes: number;
   attempts: number;
   maxRetries: number;
   timeoutMs: number;
@@ -383,17 +386,21 @@ export class Session extends EventEmitter<SessionEvents> {
     }
   }
 
-  /** One request; resolves with the typed answer or rejects with a DockError. */
+  /**
+   * One request; resolves with the typed answer or rejects with a DockError. `req` is
+   * checked now and encoded at each send: leave its byte fields unchanged until the
+   * request settles.
+   */
   request<N extends RequestName>(name: N, req: Request<N>, options: { retries?: number; timeoutMs?: number } = {}): Promise<Response<N>> {
     if (this.#closed) return Promise.reject(this.#closed);
-    let payload: Buffer;
+    let payloadBytes: number;
     try {
-      payload = encodeStruct(MESSAGES[name].req, req as never);
+      payloadBytes = encodedLength(MESSAGES[name].req as Struct, req as never);
     } catch (err) {
       return Promise.reject(err);
     }
-    if (payload.length > this.#maxPayload && name !== 'HELLO') {
-      return Promise.reject(new DockError('PROTO_BAD_PAYLOAD', `${name} request of ${payload.length} bytes exceeds the negotiated maximum payload ${this.#maxPayload}`, { request: name, bytes: payload.length }));
+    if (payloadBytes > this.#maxPayload && name !== 'HELLO') {
+      return Promise.reject(new DockError('PROTO_BAD_PAYLOAD', `${name} request of ${payloadBytes} bytes exceeds the negotiated maximum payload ${this.#maxPayload}`, { request: name, bytes: payloadBytes }));
     }
     return new Promise<Response<N>>((resolve, reject) => {
       const start = (): void => {
@@ -401,7 +408,8 @@ export class Session extends EventEmitter<SessionEvents> {
         this.#inFlight++;
         const p: Pending = {
           name,
-          payload,
+          request: req,
+          payloadBytes,
           attempts: 0,
           maxRetries: options.retries ?? this.#opts.retries,
           timeoutMs: options.timeoutMs ?? this.#opts.timeoutMs,
@@ -429,7 +437,8 @@ export class Session extends EventEmitter<SessionEvents> {
     p.seq = seq;
     p.attempts++;
     this.#pending.set(seq, p);
-    const wire = encodeFrame({ type: MESSAGES[p.name].type, flags: 0, seq, payload: p.payload });
+    const spec = MESSAGES[p.name].req as Struct;
+    const wire = encodeFrameWith({ type: MESSAGES[p.name].type, flags: 0, seq }, p.payloadBytes, (buf, offset) => void encodeStructInto(spec, p.request as never, buf, offset));
     this.stats.framesOut++;
     this.stats.bytesOut += wire.length;
     this.#armTimer();

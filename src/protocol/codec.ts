@@ -57,18 +57,28 @@ function bad(field: string, why: string): DockError {
   return new DockError('PROTO_BAD_PAYLOAD', `malformed payload: field "${field}" ${why}`, { field });
 }
 
+/** Bytes `v` takes as field `f`; checks every bound a write would check, so a measured value encodes. */
 function fieldSize(f: Field, v: unknown, name: string): number {
   switch (f.k) {
     case 'u8':
+      checkInt(name, v, 0, 0xff);
+      return 1;
     case 'bool':
       return 1;
     case 'u16':
+      checkInt(name, v, 0, 0xffff);
       return 2;
     case 'u32':
+      checkInt(name, v, 0, 0xffffffff);
+      return 4;
     case 'i32':
+      checkInt(name, v, -0x80000000, 0x7fffffff);
       return 4;
     case 'u64':
+      checkInt(name, v, 0, Number.MAX_SAFE_INTEGER);
+      return 8;
     case 'i64':
+      checkInt(name, v, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
       return 8;
     case 'str': {
       const n = Buffer.byteLength(v as string, 'utf8');
@@ -165,6 +175,20 @@ export function encodeStruct<S extends Struct>(s: S, value: StructValue<S>): Buf
   const buf = Buffer.allocUnsafe(structSize(s, v));
   writeStruct(buf, 0, s, v);
   return buf;
+}
+
+/**
+ * Bytes `value` encodes to as `s`, after checking every field (a value that measures
+ * encodes without throwing). With encodeStructInto, a large payload is written
+ * straight into its frame instead of into a payload buffer first.
+ */
+export function encodedLength<S extends Struct>(s: S, value: StructValue<S>): number {
+  return structSize(s, value as Record<string, unknown>);
+}
+
+/** Writes `value` into `buf` at `offset` (room for encodedLength() bytes); returns the end offset. */
+export function encodeStructInto<S extends Struct>(s: S, value: StructValue<S>, buf: Buffer, offset: number): number {
+  return writeStruct(buf, offset, s, value as Record<string, unknown>);
 }
 
 class Reader {

@@ -10,7 +10,7 @@
  * frame, so noise costs at most the frame it touches.
  */
 import { crc32 } from 'node:zlib';
-import { cobsEncodeInto, cobsMaxEncodedLength } from './cobs.js';
+import { cobsEncodeWithin, cobsMaxEncodedLength } from './cobs.js';
 
 export const FRAME_VERSION = 1;
 export const HEADER_BYTES = 12;
@@ -36,20 +36,39 @@ export function wireLength(payloadBytes: number): number {
   return cobsMaxEncodedLength(FRAME_OVERHEAD + payloadBytes) + 2;
 }
 
+export interface FrameHeader {
+  version?: number; // default FRAME_VERSION
+  type: number;
+  flags: number;
+  seq: number; // u32
+}
+
 export function encodeFrame(frame: Omit<Frame, 'version'> & { version?: number }): Buffer {
   const { payload } = frame;
-  const raw = Buffer.allocUnsafe(FRAME_OVERHEAD + payload.length);
-  raw[0] = frame.version ?? FRAME_VERSION;
-  raw[1] = frame.type;
-  raw[2] = frame.flags;
-  raw[3] = 0;
-  raw.writeUInt32LE(frame.seq >>> 0, 4);
-  raw.writeUInt32LE(payload.length, 8);
-  payload.copy(raw, HEADER_BYTES);
-  raw.writeUInt32LE(crc32(raw.subarray(0, HEADER_BYTES + payload.length)), HEADER_BYTES + payload.length);
-  const wire = Buffer.allocUnsafe(wireLength(payload.length));
+  return encodeFrameWith(frame, payload.length, (buf, offset) => buf.set(payload, offset));
+}
+
+/**
+ * Encodes a frame whose payload `writePayload` writes straight into the wire buffer
+ * (exactly `payloadBytes` bytes at `offset`), so a large payload is copied once, not
+ * first into a payload buffer and then into the frame. One allocation per frame: the
+ * raw frame is built at the end of the wire buffer and COBS-encoded forward in place.
+ */
+export function encodeFrameWith(header: FrameHeader, payloadBytes: number, writePayload: (buf: Buffer, offset: number) => void): Buffer {
+  const rawBytes = FRAME_OVERHEAD + payloadBytes;
+  const wire = Buffer.allocUnsafe(wireLength(payloadBytes));
+  const at = wire.length - 1 - rawBytes; // the encoding's room, plus the leading delimiter
+  wire[at] = header.version ?? FRAME_VERSION;
+  wire[at + 1] = header.type;
+  wire[at + 2] = header.flags;
+  wire[at + 3] = 0;
+  wire.writeUInt32LE(header.seq >>> 0, at + 4);
+  wire.writeUInt32LE(payloadBytes, at + 8);
+  writePayload(wire, at + HEADER_BYTES);
+  const crcAt = at + HEADER_BYTES + payloadBytes;
+  wire.writeUInt32LE(crc32(wire.subarray(at, crcAt)), crcAt);
   wire[0] = 0;
-  const n = cobsEncodeInto(raw, wire, 1);
+  const n = cobsEncodeWithin(wire, at, rawBytes, 1);
   wire[n + 1] = 0;
   return wire.subarray(0, n + 2);
 }
