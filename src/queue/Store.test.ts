@@ -226,6 +226,29 @@ describe('Store: clips', () => {
     expect(s.countByState()).toEqual({ listed: 2, pulling: 0, spooled: 0, verified: 0, quarantined: 1, uploading: 0, failed: 0, stored: 1, released: 0 });
   });
 
+  it('offset, manifest and event writes relax the WAL fsync for themselves only, inside a transaction too', () => {
+    const s = openStore();
+    expect(s.synchronous).toBe(2); // FULL
+    listed(s, 'C1', 1);
+    s.setManifest(SERIAL, 'C1', Buffer.from('{}'), Buffer.alloc(64), null, 'mp4');
+    s.transition(SERIAL, 'C1', 'pulling', { offset: 0 });
+    s.setOffset(SERIAL, 'C1', 10);
+    s.addEvent(SERIAL, 'C1', 1, '{"seq":1}');
+    expect(s.synchronous).toBe(2);
+    // SQLite refuses to change the safety level inside a transaction: the writes then commit with it.
+    s.atomically(() => {
+      s.setOffset(SERIAL, 'C1', 20);
+      s.addEvent(SERIAL, 'C1', 2, '{"seq":2}');
+    });
+    expect(s.synchronous).toBe(2);
+    expect(s.clip(SERIAL, 'C1')?.offset).toBe(20);
+    expect(s.events(SERIAL, 'C1')).toEqual(['{"seq":1}', '{"seq":2}']);
+    // A failing write still restores FULL.
+    s.transition(SERIAL, 'C1', 'spooled');
+    expectInternal(() => s.setOffset(SERIAL, 'C1', 30), /not being pulled/);
+    expect(s.synchronous).toBe(2);
+  });
+
   it('atomically() commits all or nothing', () => {
     const s = openStore();
     s.enroll(SERIAL, 'BC4', KEY);
