@@ -1,10 +1,10 @@
-import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isDockError } from '../errors.js';
-import { SPOOL_DEFAULTS, Spool, type PartFile } from './Spool.js';
+import { PART_WRITE_BYTES, SPOOL_DEFAULTS, Spool, type PartFile } from './Spool.js';
 import { rejection } from '../../test/helpers/rejection.js';
 
 const SERIAL = 'BC4-SPOOL001';
@@ -56,6 +56,37 @@ describe('Spool: pulls', () => {
     expect(p.hash.digest('hex')).toBe(sha(DATA));
   });
 
+  it('gathers small writes into PART_WRITE_BYTES ones and passes large ones through, in order', async () => {
+    const big = randomBytes(3 * PART_WRITE_BYTES + 12345);
+    const p = await openPart(0);
+    const sizes = [65536, 1, 4000, PART_WRITE_BYTES + 7, 65536, 65536, PART_WRITE_BYTES - 1, 2];
+    let at = 0;
+    for (let i = 0; at < big.length; i++) {
+      const n = Math.min(sizes[i % sizes.length]!, big.length - at);
+      await p.write(at, big.subarray(at, at + n));
+      at += n;
+      if (i === 3) {
+        expect(await p.sync()).toBe(at); // a sync in the middle writes what was gathered
+        expect(statSync(p.path).size).toBe(at);
+      }
+    }
+    expect(p.unsynced).toBeGreaterThan(0);
+    expect(await p.sync()).toBe(big.length);
+    await p.close();
+    expect(readFileSync(p.path).equals(big)).toBe(true);
+    expect(p.hash.digest('hex')).toBe(sha(big));
+  });
+
+  it('bytes accepted after the last sync are not durable: close drops the gathered ones', async () => {
+    const p = await openPart(0);
+    await p.write(0, DATA.subarray(0, 3000));
+    await p.sync();
+    await p.write(3000, DATA.subarray(3000, 3100));
+    expect(p.written).toBe(3100);
+    await p.close();
+    expect(statSync(p.path).size).toBe(3000);
+  });
+
   it('a write at any offset other than the end throws and writes nothing', async () => {
     const p = await openPart(0);
     await p.write(0, DATA.subarray(0, 10));
@@ -72,8 +103,8 @@ describe('Spool: pulls', () => {
     const first = await openPart(0);
     await first.write(0, DATA.subarray(0, 6000));
     const durable = await first.sync();
-    await first.write(6000, DATA.subarray(6000, 9000)); // written but never committed
     await first.close();
+    appendFileSync(first.path, DATA.subarray(6000, 9000)); // reached the disk, never committed
     expect(statSync(spool.partPath(SERIAL, 'C1')).size).toBe(9000);
 
     const resumed = await openPart(durable);

@@ -119,17 +119,29 @@ export class Spool {
   }
 }
 
+/**
+ * Writes smaller than this are gathered into one write: a pull arrives in 64 KiB frames,
+ * and each file write costs the event loop ~40 us to hand to the thread pool whatever its
+ * size (measured on this class of machine), so 64 KiB writes cost a fifth of a core at
+ * 300 MB/s; 512 KiB ones an eighth of that. Per bay, one buffer of this size.
+ */
+export const PART_WRITE_BYTES = 512 * 1024;
+
 export class PartFile {
   readonly path: string;
   readonly hash: Hash;
   #fh: FileHandle;
-  #written: number;
-  #synced: number;
+  #written: number; // bytes accepted (hashed), in the file or in #pending
+  #flushed: number; // bytes handed to the file
+  #synced: number; // bytes fdatasynced
+  #pending: Buffer | undefined;
+  #pendingBytes = 0;
 
   constructor(fh: FileHandle, path: string, offset: number, hash: Hash) {
     this.#fh = fh;
     this.path = path;
     this.#written = offset;
+    this.#flushed = offset;
     this.#synced = offset;
     this.hash = hash;
   }
@@ -142,10 +154,45 @@ export class PartFile {
     return this.#written - this.#synced;
   }
 
+  /** Accepts the bytes at `offset` (which must follow the last ones); they are durable after sync(). */
   async write(offset: number, data: Buffer): Promise<void> {
     if (offset !== this.#written) throw new DockError('INTERNAL', `spool write at ${offset}, expected ${this.#written}`, { path: this.path });
+    this.hash.update(data);
+    this.#written += data.length;
+    if (this.#pendingBytes + data.length > PART_WRITE_BYTES) await this.#flush();
+    if (data.length >= PART_WRITE_BYTES) {
+      await this.#writeAt(data);
+      return;
+    }
+    this.#pending ??= Buffer.allocUnsafe(PART_WRITE_BYTES);
+    data.copy(this.#pending, this.#pendingBytes);
+    this.#pendingBytes += data.length;
+  }
+
+  /** Writes what is gathered, then fdatasync; returns the offset that is now durable. */
+  async sync(): Promise<number> {
+    await this.#flush();
+    await this.#fh.datasync();
+    this.#synced = this.#written;
+    return this.#synced;
+  }
+
+  /** Closes the file; bytes accepted since the last sync() are dropped (they were never durable). */
+  async close(): Promise<void> {
+    this.#pending = undefined;
+    await this.#fh.close();
+  }
+
+  async #flush(): Promise<void> {
+    if (this.#pendingBytes === 0) return;
+    const n = this.#pendingBytes;
+    this.#pendingBytes = 0;
+    await this.#writeAt(this.#pending!.subarray(0, n));
+  }
+
+  async #writeAt(data: Buffer): Promise<void> {
     try {
-      await this.#fh.write(data, 0, data.length, offset);
+      await this.#fh.write(data, 0, data.length, this.#flushed);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOSPC' || code === 'EDQUOT') {
@@ -153,18 +200,6 @@ export class PartFile {
       }
       throw err;
     }
-    this.hash.update(data);
-    this.#written += data.length;
-  }
-
-  /** fdatasync; returns the offset that is now durable. */
-  async sync(): Promise<number> {
-    await this.#fh.datasync();
-    this.#synced = this.#written;
-    return this.#synced;
-  }
-
-  async close(): Promise<void> {
-    await this.#fh.close();
+    this.#flushed += data.length;
   }
 }
