@@ -417,7 +417,10 @@ export class SimCamera extends EventEmitter<SimCameraEvents> {
     if (offset <= at && at < offset + length) {
       this.#unplugAt.set(clipId, Infinity);
       this.flash.appendLog(30, `FAULT unplug during ${clipId} at offset ${at}`);
-      setImmediate(() => this.emit('unplug', `unplug fault during ${clipId}`));
+      // Before this READ's answer is sent (a microtask, not a later turn): a host that pulls
+      // the camera out on 'unplug' cuts the transfer here, even when the clip is served
+      // from the read-ahead block and every answer is ready at once.
+      queueMicrotask(() => this.emit('unplug', `unplug fault during ${clipId}`));
     }
   }
 }
