@@ -197,8 +197,9 @@ export class Flash {
    * consecutive 64 KiB ranges, and each file read costs the event loop the simulated
    * cameras share with the dock ~40 us to hand to the thread pool whatever its size,
    * so the camera reads ahead in READ_AHEAD_BYTES blocks and serves READs from the
-   * last two blocks (a resent READ of the block before still hits). Each READ gets a
-   * copy: a fault may change the bytes it sends.
+   * last two blocks (a resent READ of the block before still hits). A READ gets a view
+   * of the block, not a copy (the 64 KiB copies were GC pressure): nothing writes to it;
+   * the link's bit-flip fault copies before it flips.
    */
   async read(id: string, offset: number, length: number): Promise<Buffer> {
     let h = this.#handles.get(id);
@@ -233,7 +234,7 @@ export class Flash {
     }
     const bytes = await block.bytes;
     const from = offset - block.start;
-    return Buffer.from(bytes.subarray(from, Math.min(from + length, bytes.length)));
+    return bytes.subarray(from, Math.min(from + length, bytes.length));
   }
 
   /** Writes the durable release mark first, then frees the bytes. */
