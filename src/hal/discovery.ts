@@ -6,7 +6,10 @@
  *   UsbDiscovery (hotplug + rescans) ─────────────────┘
  *
  * A candidate is a place a camera may be (a port path, a USB socket); which camera it
- * is comes from its HELLO. With a ports directory given (the simulator's, or a
+ * is comes from its HELLO. A serial port path comes back when a camera re-docks: that
+ * is a 'detach' and then, in a later turn of the event loop and once the old transport
+ * has closed, an 'attach' with a new candidate (SerialWatcher says how a re-dock is
+ * told apart from the same docking). With a ports directory given (the simulator's, or a
  * directory of udev links), only that directory is watched: a technician pointing at
  * one dock means that dock.
  */
