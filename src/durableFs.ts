@@ -4,7 +4,7 @@
  * may be lost).
  */
 import { closeSync, fsyncSync, openSync, renameSync, writeSync } from 'node:fs';
-import { mkdir, open, rename } from 'node:fs/promises';
+import { copyFile, mkdir, open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 export async function fsyncDir(dir: string): Promise<void> {
@@ -63,4 +63,31 @@ export async function writeFileDurable(path: string, data: Buffer | string, mode
   }
   await rename(tmp, path);
   await fsyncDir(dirname(path));
+}
+
+/**
+ * Moves a file so that the move survives a power cut, also across file systems (a spool
+ * on its own disk, say): a rename where it can, else a copy under a temporary name,
+ * fsynced and renamed into place, and only then the source removed. A crash part-way
+ * leaves the source where it was (and perhaps a complete copy too), never neither.
+ */
+export async function moveDurable(from: string, to: string): Promise<void> {
+  try {
+    await rename(from, to);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
+    const tmp = join(dirname(to), `.${basename(to)}.tmp`);
+    await copyFile(from, tmp);
+    const fh = await open(tmp, 'r+');
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, to);
+    await fsyncDir(dirname(to));
+    await unlink(from);
+  }
+  await fsyncDir(dirname(to));
+  await fsyncDir(dirname(from));
 }
