@@ -54,8 +54,8 @@ function freeBytes(dir: string): number {
 }
 
 /** Fills the file system of `dir` until `leaveBytes` are free (a file of zeros, written for real: tmpfs has no holes to fake it with). */
-function ballast(dir: string, leaveBytes: number): string {
-  const path = join(dir, '.ballast');
+function ballast(dir: string, leaveBytes: number, name = '.ballast'): string {
+  const path = join(dir, name);
   const fd = openSync(path, 'w');
   const chunk = Buffer.alloc(64 * 1024);
   try {
@@ -66,7 +66,7 @@ function ballast(dir: string, leaveBytes: number): string {
   return path;
 }
 
-async function dockOnSmallSpool(o: { cameras: number; clips: number; leaveBytes: number; syncEveryBytes?: number }) {
+async function dockOnSmallSpool(o: { cameras: number; clips: number; leaveBytes: number; syncEveryBytes?: number; linkRateBytesPerS?: number }) {
   const dataDir = mkdtempSync(join(tmpdir(), 'dockside-spool-full-'));
   dirs.push(dataDir);
   const spool = join(dataDir, 'spool');
@@ -83,7 +83,7 @@ async function dockOnSmallSpool(o: { cameras: number; clips: number; leaveBytes:
     log,
     spool: { minFreeBytes: 64 * 1024, syncEveryBytes: o.syncEveryBytes ?? 4 * 1024 * 1024 },
     session: { timeoutMs: 200, retries: 8 },
-    sim: { cameras: o.cameras, clips: o.clips, seed: 31, link: 'loopback', record: { mode: 'synthetic', syntheticBytes: CLIP_BYTES }, faults: parseFaults('') },
+    sim: { cameras: o.cameras, clips: o.clips, seed: 31, link: 'loopback', linkRateBytesPerS: o.linkRateBytesPerS, record: { mode: 'synthetic', syntheticBytes: CLIP_BYTES }, faults: parseFaults('') },
   });
   daemons.push(daemon);
   return { dataDir, spool, weight, daemon, warnings };
@@ -120,11 +120,14 @@ describe(`a spool on a real 8 MiB file system that fills up${why}`, () => {
   }, 60_000);
 
   it.runIf(!refused)('the disk fills in the middle of two pulls (ENOSPC): both pause at their last durable offset, nothing is released; freed, both resume and every clip hashes right', async () => {
-    // Room for either clip's check before it starts, not for both: the writes hit ENOSPC.
-    const { dataDir, spool, weight, daemon, warnings } = await dockOnSmallSpool({ cameras: 2, clips: 2, leaveBytes: 2 * 1024 * 1024 + 256 * 1024, syncEveryBytes: 256 * 1024 });
+    // Room for both clips when they start; then something else fills the disk under them
+    // (a second ballast) and their writes hit ENOSPC before their next space check.
+    const { dataDir, spool, weight, daemon, warnings } = await dockOnSmallSpool({ cameras: 2, clips: 2, leaveBytes: 2 * CLIP_BYTES + 512 * 1024, syncEveryBytes: 1024 * 1024, linkRateBytesPerS: 1_000_000 });
     await daemon.start();
     let idle = false;
     const whenIdle = daemon.whenIdle().then((s) => ((idle = true), s));
+    await until('both pulls started', () => daemon.store.clips({ state: 'pulling' }).length === 2);
+    const squeeze = ballast(spool, 128 * 1024, '.ballast-2');
     await until('a pull stopped by ENOSPC', () => warnings.some((w) => w.msg === 'spool full: pull paused' && /the spool disk filled up while pulling/.test(w.err ?? '')));
     expect(freeBytes(spool)).toBeLessThan(CLIP_BYTES);
     // Paused: no clip is through, none released; each pull's durable offset is short of its size.
@@ -134,6 +137,7 @@ describe(`a spool on a real 8 MiB file system that fills up${why}`, () => {
     expect(daemon.summary()).toMatchObject({ stored: 0, released: 0 });
     expect(idle).toBe(false);
     expect((await checkDock(dataDir, { cameras: 2, settled: false })).problems).toEqual([]);
+    rmSync(squeeze);
     rmSync(weight);
     const summary = await whenIdle;
     expect(summary).toMatchObject({ clips: 4, stored: 4, released: 4, quarantined: 0, failed: 0 });
@@ -142,4 +146,22 @@ describe(`a spool on a real 8 MiB file system that fills up${why}`, () => {
     expect(check.problems).toEqual([]);
     expect(existsSync(weight)).toBe(false);
   }, 60_000);
+
+  it.runIf(!refused)('room for one clip at a time and four cameras docking at once: the pulls take turns instead of all stopping half-way, and every clip gets through without freeing anything', async () => {
+    // Without reservations every pull passed its start check (each clip fits alone), all
+    // four wrote until the disk was full, and none could finish to free its spool copy.
+    const { dataDir, weight, daemon, warnings } = await dockOnSmallSpool({ cameras: 4, clips: 1, leaveBytes: CLIP_BYTES + 512 * 1024, syncEveryBytes: 256 * 1024 });
+    await daemon.start();
+    const summary = await daemon.whenIdle();
+    expect(summary).toMatchObject({ clips: 4, stored: 4, released: 4, quarantined: 0, failed: 0 });
+    // They waited for room before starting, never for a full disk in the middle.
+    expect(warnings.filter((w) => w.msg === 'spool full: pull paused').length).toBeGreaterThan(0);
+    expect(warnings.some((w) => /the spool disk filled up while pulling/.test(w.err ?? ''))).toBe(false);
+    expect(existsSync(weight)).toBe(true);
+    await daemon.close();
+    rmSync(weight); // not dockside's: the dock check would count it as left in the spool
+    const check = await checkDock(dataDir, { cameras: 4 });
+    expect(check.problems).toEqual([]);
+    expect(check.stored).toBe(4);
+  }, 90_000);
 });

@@ -27,7 +27,7 @@ import type { ClipRow, Store } from '../queue/Store.js';
 import type { HashPool } from '../verify/HashPool.js';
 import type { UploadQueue } from '../queue/UploadQueue.js';
 import type { Pipeline } from './Pipeline.js';
-import type { Spool } from './Spool.js';
+import type { SpaceReservation, Spool } from './Spool.js';
 
 export type BayState = 'connecting' | 'refused' | 'pulling' | 'finishing' | 'done' | 'gone' | 'failed';
 
@@ -388,51 +388,57 @@ export class Bay extends EventEmitter<BayEvents> {
   async #pull(session: Session, row: ClipRow, entry: ClipEntry): Promise<void> {
     const { store, spool, ledger } = this.#d;
     const { serial, clipId } = row;
-    if (row.state === 'listed') {
-      const m = await session.request('GET_MANIFEST', { clipId });
-      let sha256: string | null = null;
-      let container = 'bin';
-      try {
-        const parsed = parseManifest(Buffer.from(m.manifest));
-        sha256 = parsed.sha256;
-        container = parsed.container;
-      } catch {
-        // kept as sent; the verify step quarantines it with the reason
-      }
-      store.setManifest(serial, clipId, Buffer.from(m.manifest), Buffer.from(m.signature), sha256, container);
-      await spool.checkSpace(row.size);
-      store.transition(serial, clipId, 'pulling', { offset: 0 });
-      row = store.clip(serial, clipId)!;
-    }
-    const final = spool.clipPath(serial, clipId, row.container);
-    // A crash between the rename and the commit: the pull is complete on disk.
-    if (row.offset === row.size && (await stat(final).catch(() => undefined))) {
-      await fsyncDir(dirname(final)); // the rename may not be durable yet
-      const { sha256 } = await this.#d.hashes.hash(final);
-      return this.#spooled(row, sha256);
-    }
-    const part = await spool.openPart(serial, clipId, row.offset);
+    let reservation: SpaceReservation | undefined;
     try {
-      const every = spool.options.syncEveryBytes;
-      await session.readRange(clipId, row.offset, entry.size, async (offset, data) => {
-        await part.write(offset, data);
-        this.emit('bytes', data.length);
-        this.#activity.current = { clipId, bytes: part.written, size: entry.size };
-        this.emit('progress', this.#activity.current);
-        if (part.unsynced >= every) {
-          await spool.checkSpace();
-          store.setOffset(serial, clipId, await part.sync());
+      if (row.state === 'listed') {
+        const m = await session.request('GET_MANIFEST', { clipId });
+        let sha256: string | null = null;
+        let container = 'bin';
+        try {
+          const parsed = parseManifest(Buffer.from(m.manifest));
+          sha256 = parsed.sha256;
+          container = parsed.container;
+        } catch {
+          // kept as sent; the verify step quarantines it with the reason
         }
-      });
-      store.setOffset(serial, clipId, await part.sync());
+        store.setManifest(serial, clipId, Buffer.from(m.manifest), Buffer.from(m.signature), sha256, container);
+        reservation = await spool.reserve(row.size);
+        store.transition(serial, clipId, 'pulling', { offset: 0 });
+        row = store.clip(serial, clipId)!;
+      }
+      const final = spool.clipPath(serial, clipId, row.container);
+      // A crash between the rename and the commit: the pull is complete on disk.
+      if (row.offset === row.size && (await stat(final).catch(() => undefined))) {
+        await fsyncDir(dirname(final)); // the rename may not be durable yet
+        const { sha256 } = await this.#d.hashes.hash(final);
+        return this.#spooled(row, sha256);
+      }
+      const held = (reservation ??= await spool.reserve(entry.size - row.offset)); // a resumed pull asks for the rest
+      const part = await spool.openPart(serial, clipId, row.offset, held);
+      try {
+        const every = spool.options.syncEveryBytes;
+        await session.readRange(clipId, row.offset, entry.size, async (offset, data) => {
+          await part.write(offset, data);
+          this.emit('bytes', data.length);
+          this.#activity.current = { clipId, bytes: part.written, size: entry.size };
+          this.emit('progress', this.#activity.current);
+          if (part.unsynced >= every) {
+            await held.check();
+            store.setOffset(serial, clipId, await part.sync());
+          }
+        });
+        store.setOffset(serial, clipId, await part.sync());
+      } finally {
+        await part.close();
+      }
+      await spool.complete(serial, clipId, row.container);
+      const rxSha256 = part.hash.digest('hex');
+      ledger.append('pulled', { serial, clipId, details: { bytes: entry.size, receivedSha256: rxSha256, resumedFrom: row.offset } });
+      store.transition(serial, clipId, 'spooled', { rxSha256 });
+      this.#d.pipeline.kick(serial);
     } finally {
-      await part.close();
+      reservation?.release();
     }
-    await spool.complete(serial, clipId, row.container);
-    const rxSha256 = part.hash.digest('hex');
-    ledger.append('pulled', { serial, clipId, details: { bytes: entry.size, receivedSha256: rxSha256, resumedFrom: row.offset } });
-    store.transition(serial, clipId, 'spooled', { rxSha256 });
-    this.#d.pipeline.kick(serial);
   }
 
   #spooled(row: ClipRow, rxSha256: string): void {

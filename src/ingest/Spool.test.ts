@@ -216,3 +216,66 @@ describe('Spool: space', () => {
     expect(isDockError(err2, 'INGEST_SPOOL_FULL')).toBe(true);
   });
 });
+
+describe('Spool: room for the pulls in progress', () => {
+  /** A spool whose free space the test sets (statfs of a shared disk moves under a test). */
+  class FixedFreeSpool extends Spool {
+    free = 0;
+    override async freeBytes(): Promise<number> {
+      return this.free;
+    }
+  }
+  let root2: string;
+  beforeEach(() => {
+    root2 = mkdtempSync(join(tmpdir(), 'dockside-spool-reserve-'));
+  });
+  afterEach(() => rmSync(root2, { recursive: true, force: true }));
+
+  it('a pull starts only if all of it fits beside what the running pulls still have to write', async () => {
+    const s = new FixedFreeSpool(root2, { minFreeBytes: 100 });
+    s.free = 1100; // 1000 usable
+    const a = await s.reserve(600);
+    const refused = await rejection(s.reserve(600));
+    expect(isDockError(refused, 'INGEST_SPOOL_FULL')).toBe(true);
+    expect((refused as Error).message).toMatch(/1100 bytes free, 600 of them still to be written by the pulls in progress, under the 100 kept in reserve plus the 600 this pull needs/);
+    expect(s.reservedBytes).toBe(600);
+    const b = await s.reserve(400); // fits exactly
+    expect(s.reservedBytes).toBe(1000);
+    // A running pull's own writes use its reservation: free falls as much as its remainder, and it goes on.
+    a.consumed(500);
+    s.free -= 500;
+    await a.check();
+    await b.check();
+    await expect(s.checkSpace(1)).rejects.toMatchObject({ code: 'INGEST_SPOOL_FULL' }); // room for nothing else
+    // Something outside dockside takes the space: the pulls stop at their next check.
+    s.free -= 50;
+    await expect(a.check()).rejects.toMatchObject({ code: 'INGEST_SPOOL_FULL' });
+    a.release();
+    expect(s.reservedBytes).toBe(400);
+    await b.check();
+    b.release();
+    b.release(); // idempotent
+    expect(s.reservedBytes).toBe(0);
+    await s.reserve(450);
+  });
+
+  it('two pulls asking at once for the last room: exactly one gets it', async () => {
+    const s = new FixedFreeSpool(root2, { minFreeBytes: 0 });
+    s.free = 1000;
+    const results = await Promise.allSettled([s.reserve(700), s.reserve(700)]);
+    expect(results.map((r) => r.status).sort()).toEqual(['fulfilled', 'rejected']);
+    expect(s.reservedBytes).toBe(700);
+  });
+
+  it('a part file opened with a reservation counts its writes against it', async () => {
+    const s = new Spool(root2, { minFreeBytes: 0 });
+    const r = await s.reserve(10_000);
+    const p = await s.openPart(SERIAL, 'C9', 0, r);
+    await p.write(0, DATA.subarray(0, 4000));
+    expect(r.remaining).toBe(6000);
+    await p.write(4000, DATA.subarray(4000));
+    expect(r.remaining).toBe(0);
+    await p.close();
+    r.release();
+  });
+});

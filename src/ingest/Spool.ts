@@ -13,7 +13,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { mkdir, open, rename, rm, stat, statfs, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DockError } from '../errors.js';
-import { fsyncDir, mkdirDurable, writeFileDurable } from '../durableFs.js';
+import { fsyncDir, mkdirDurable, moveDurable, writeFileDurable } from '../durableFs.js';
 
 export interface SpoolOptions {
   minFreeBytes: number; // pulls pause below this much free space; default 1 GiB
@@ -24,6 +24,7 @@ export interface SpoolOptions {
 export const SPOOL_DEFAULTS: SpoolOptions = { minFreeBytes: 1024 ** 3, syncEveryBytes: 4 * 1024 * 1024, keepAfterReleaseMs: 0 };
 
 export class Spool {
+  readonly #reservations = new Set<SpaceReservation>();
   readonly dir: string;
   readonly quarantineDir: string;
   readonly options: SpoolOptions;
@@ -53,22 +54,64 @@ export class Spool {
     return s.bavail * s.bsize;
   }
 
-  /** Throws INGEST_SPOOL_FULL when free space is under the threshold. */
+  /**
+   * Throws INGEST_SPOOL_FULL unless `needBytes` fit in the free space with the reserve
+   * kept and the rest of every pull in progress (their reservations) still to come.
+   */
   async checkSpace(needBytes = 0): Promise<void> {
     const free = await this.freeBytes();
-    if (free - needBytes < this.options.minFreeBytes) {
-      throw new DockError('INGEST_SPOOL_FULL', `the spool at ${this.dir} has ${free} bytes free, under the ${this.options.minFreeBytes} kept in reserve; pulls pause until space returns (free space, or lower spool.minFreeBytes)`, {
-        free,
-        dir: this.dir,
-      });
-    }
+    this.#fits(free, needBytes, undefined);
+  }
+
+  /**
+   * Room for the rest of a pull, held until release(): a pull starts only when all of
+   * it fits beside what the pulls already running still have to write, so pulls that
+   * start together near a full disk cannot all stop half-way, each holding the space
+   * the others need (then none would ever finish and free its spool copy). Checked and
+   * registered in one step after statfs, so two pulls asking at once cannot both get it.
+   */
+  async reserve(bytes: number): Promise<SpaceReservation> {
+    const free = await this.freeBytes();
+    this.#fits(free, bytes, undefined);
+    const r = new SpaceReservation(this, bytes);
+    this.#reservations.add(r);
+    return r;
+  }
+
+  /** Bytes still to be written by the pulls in progress. */
+  get reservedBytes(): number {
+    let n = 0;
+    for (const r of this.#reservations) n += r.remaining;
+    return n;
+  }
+
+  /** @internal SpaceReservation's check and release. */
+  async recheck(r: SpaceReservation): Promise<void> {
+    const free = await this.freeBytes();
+    this.#fits(free, r.remaining, r);
+  }
+
+  /** @internal */
+  unreserve(r: SpaceReservation): void {
+    this.#reservations.delete(r);
+  }
+
+  #fits(free: number, needBytes: number, own: SpaceReservation | undefined): void {
+    const others = this.reservedBytes - (own && this.#reservations.has(own) ? own.remaining : 0);
+    if (free - others - needBytes >= this.options.minFreeBytes) return;
+    const reserved = others > 0 ? `, ${others} of them still to be written by the pulls in progress` : '';
+    throw new DockError(
+      'INGEST_SPOOL_FULL',
+      `the spool at ${this.dir} has ${free} bytes free${reserved}, under the ${this.options.minFreeBytes} kept in reserve${needBytes > 0 ? ` plus the ${needBytes} this pull needs` : ''}; pulls pause until space returns (free space, or lower spool.minFreeBytes)`,
+      { free, reserved: others, need: needBytes, dir: this.dir },
+    );
   }
 
   /**
    * Opens a pull for writing at the durable `offset`: cuts anything beyond it, and
    * returns a hash already fed with the bytes before it (read back from disk).
    */
-  async openPart(serial: string, clipId: string, offset: number): Promise<PartFile> {
+  async openPart(serial: string, clipId: string, offset: number, reservation?: SpaceReservation): Promise<PartFile> {
     await mkdirDurable(join(this.dir, serial));
     const path = this.partPath(serial, clipId);
     const created = !(await stat(path).catch(() => undefined));
@@ -89,7 +132,7 @@ export class Spool {
       hash.update(buf.subarray(0, bytesRead));
       pos += bytesRead;
     }
-    return new PartFile(fh, path, offset, hash);
+    return new PartFile(fh, path, offset, hash, reservation);
   }
 
   /** A finished pull: the .part file, fsynced, takes its final name. */
@@ -106,16 +149,42 @@ export class Spool {
     await writeFileDurable(join(dir, `${clipId}.reason.json`), `${JSON.stringify(reason, null, 2)}\n`);
     const target = this.quarantinePath(serial, clipId, container);
     const src = this.clipPath(serial, clipId, container);
-    if (await stat(src).catch(() => undefined)) {
-      await rename(src, target);
-      await fsyncDir(dir);
-      await fsyncDir(join(this.dir, serial));
-    }
+    if (await stat(src).catch(() => undefined)) await moveDurable(src, target); // quarantine/ may be on another disk than spool/
     return target;
   }
 
   async remove(serial: string, clipId: string, container: string): Promise<void> {
     await rm(this.clipPath(serial, clipId, container), { force: true });
+  }
+}
+
+/** Room held in the spool for the rest of one pull (Spool.reserve). */
+export class SpaceReservation {
+  readonly #spool: Spool;
+  #remaining: number;
+
+  constructor(spool: Spool, bytes: number) {
+    this.#spool = spool;
+    this.#remaining = bytes;
+  }
+
+  /** Bytes of the pull still to be written. */
+  get remaining(): number {
+    return this.#remaining;
+  }
+
+  /** The pull wrote `bytes` more: they are on the disk (or about to be), no longer held. */
+  consumed(bytes: number): void {
+    this.#remaining = Math.max(0, this.#remaining - bytes);
+  }
+
+  /** Throws INGEST_SPOOL_FULL when something else took the space (the reserve is gone). */
+  async check(): Promise<void> {
+    await this.#spool.recheck(this);
+  }
+
+  release(): void {
+    this.#spool.unreserve(this);
   }
 }
 
@@ -137,7 +206,10 @@ export class PartFile {
   #pending: Buffer | undefined;
   #pendingBytes = 0;
 
-  constructor(fh: FileHandle, path: string, offset: number, hash: Hash) {
+  readonly #reservation: SpaceReservation | undefined;
+
+  constructor(fh: FileHandle, path: string, offset: number, hash: Hash, reservation?: SpaceReservation) {
+    this.#reservation = reservation;
     this.#fh = fh;
     this.path = path;
     this.#written = offset;
@@ -159,6 +231,7 @@ export class PartFile {
     if (offset !== this.#written) throw new DockError('INTERNAL', `spool write at ${offset}, expected ${this.#written}`, { path: this.path });
     this.hash.update(data);
     this.#written += data.length;
+    this.#reservation?.consumed(data.length);
     if (this.#pendingBytes + data.length > PART_WRITE_BYTES) await this.#flush();
     if (data.length >= PART_WRITE_BYTES) {
       await this.#writeAt(data);
@@ -192,7 +265,12 @@ export class PartFile {
 
   async #writeAt(data: Buffer): Promise<void> {
     try {
-      await this.#fh.write(data, 0, data.length, this.#flushed);
+      // A write on a nearly full disk can be short without an error (the next one gets
+      // ENOSPC): go on from where it stopped, never leave a hole that later writes skip.
+      for (let done = 0; done < data.length; ) {
+        const { bytesWritten } = await this.#fh.write(data, done, data.length - done, this.#flushed + done);
+        done += bytesWritten;
+      }
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOSPC' || code === 'EDQUOT') {
