@@ -46,6 +46,7 @@ export const ERROR_CODES = [
   // ingest
   'INGEST_UNENROLLED',
   'INGEST_SPOOL_FULL',
+  'INGEST_CLIP_TOO_LARGE', // a clip bigger than the whole spool disk (or a camera lying about a size): it can never be pulled here
   'INGEST_DUPLICATE',
   'INGEST_SPOOL_LOST', // a verified clip's spool copy is gone or unreadable: it cannot be uploaded
   // sinks (evidence stores)

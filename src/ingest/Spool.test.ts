@@ -224,6 +224,9 @@ describe('Spool: room for the pulls in progress', () => {
     override async freeBytes(): Promise<number> {
       return this.free;
     }
+    override async capacityBytes(): Promise<number> {
+      return 10_000;
+    }
   }
   let root2: string;
   beforeEach(() => {
@@ -257,6 +260,18 @@ describe('Spool: room for the pulls in progress', () => {
     b.release(); // idempotent
     expect(s.reservedBytes).toBe(0);
     await s.reserve(450);
+  });
+
+  it('a clip that could not fit even in an empty spool is refused at once (INGEST_CLIP_TOO_LARGE), not waited for', async () => {
+    const s = new FixedFreeSpool(root2, { minFreeBytes: 100 });
+    s.free = 10_000;
+    (await s.reserve(9_900)).release();
+    for (const size of [9_901, Number.MAX_SAFE_INTEGER]) {
+      const err = await rejection(s.reserve(size));
+      expect(isDockError(err, 'INGEST_CLIP_TOO_LARGE')).toBe(true);
+      expect((err as Error).message).toContain(`a clip of ${size} bytes cannot fit in the spool`);
+    }
+    expect(s.reservedBytes).toBe(0);
   });
 
   it('two pulls asking at once for the last room: exactly one gets it', async () => {

@@ -54,6 +54,13 @@ export class Spool {
     return s.bavail * s.bsize;
   }
 
+  /** Size of the spool's file system, free or not. */
+  async capacityBytes(): Promise<number> {
+    await mkdir(this.dir, { recursive: true });
+    const s = await statfs(this.dir);
+    return s.blocks * s.bsize;
+  }
+
   /**
    * Throws INGEST_SPOOL_FULL unless `needBytes` fit in the free space with the reserve
    * kept and the rest of every pull in progress (their reservations) still to come.
@@ -71,6 +78,15 @@ export class Spool {
    * registered in one step after statfs, so two pulls asking at once cannot both get it.
    */
   async reserve(bytes: number): Promise<SpaceReservation> {
+    const capacity = await this.capacityBytes();
+    if (bytes > capacity - this.options.minFreeBytes) {
+      // Waiting would never end: say so, and let the pull fail (the clip stays on the camera).
+      throw new DockError(
+        'INGEST_CLIP_TOO_LARGE',
+        `a clip of ${bytes} bytes cannot fit in the spool at ${this.dir} even when it is empty (${capacity} bytes, ${this.options.minFreeBytes} kept in reserve); it stays on the camera. Give the spool a bigger disk or lower spool.minFreeBytes, then \`dockside pull\` the camera; a size this large from a camera may also be a fault to report to its vendor`,
+        { bytes, capacity, dir: this.dir },
+      );
+    }
     const free = await this.freeBytes();
     this.#fits(free, bytes, undefined);
     const r = new SpaceReservation(this, bytes);
