@@ -380,7 +380,11 @@ export class Daemon {
   }
 
   #attach(c: Candidate): void {
-    if (this.#closed || this.#bays.has(c.path)) return;
+    if (this.#closed) return;
+    // The path's last camera is still being closed (its bay may be writing its last
+    // bytes): the new docking waits for that, then gets a bay (it was lost before).
+    if (this.#detaching.has(c.path)) return void this.#detaching.set(c.path, c);
+    if (this.#bays.has(c.path)) return;
     // The limit is on cameras being served: one that is done stays docked (charging)
     // without holding a slot.
     const serving = [...this.#bays.values()].filter((b) => !b.settled).length;
@@ -433,12 +437,21 @@ export class Daemon {
     if (next) this.#attach(next);
   }
 
+  /** Paths whose bay is closing after a detach, with the docking that came meanwhile. */
+  readonly #detaching = new Map<string, Candidate | undefined>();
+
   #detach(path: string): void {
     const w = this.#waiting.findIndex((c) => c.path === path);
     if (w >= 0) this.#waiting.splice(w, 1);
     const bay = this.#bays.get(path);
-    if (!bay) return;
-    void bay.close().then(() => this.#free(path, bay, 'gone'));
+    if (!bay || this.#detaching.has(path)) return;
+    this.#detaching.set(path, undefined);
+    void bay.close().then(() => {
+      this.#free(path, bay, 'gone');
+      const again = this.#detaching.get(path);
+      this.#detaching.delete(path);
+      if (again) this.#attach(again);
+    });
   }
 
   #checkIdle(): void {
