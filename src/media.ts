@@ -2,15 +2,21 @@
  * The one module that touches fluent-ffmpeg (unmaintained upstream, so its use is
  * kept small and in one place): making a test-pattern clip for the simulator, and
  * probing a clip for the dock's media check.
+ *
+ * The packages are loaded at the first clip made or probed, not with this module: a
+ * dock that only ever sees synthetic clips (the benchmarks) never loads them.
  */
 import { existsSync } from 'node:fs';
-import ffmpegPath from '@ffmpeg-installer/ffmpeg';
-import ffprobePath from '@ffprobe-installer/ffprobe';
-import ffmpeg from 'fluent-ffmpeg';
+import type Ffmpeg from 'fluent-ffmpeg';
 import { DockError } from './errors.js';
 
-ffmpeg.setFfmpegPath(ffmpegPath.path);
-ffmpeg.setFfprobePath(ffprobePath.path);
+/** fluent-ffmpeg with the installed ffmpeg and ffprobe binaries (the imports are cached; setting the paths again is harmless). */
+async function loadFfmpeg(): Promise<typeof Ffmpeg> {
+  const [{ default: ffmpeg }, { default: ffmpegPath }, { default: ffprobePath }] = await Promise.all([import('fluent-ffmpeg'), import('@ffmpeg-installer/ffmpeg'), import('@ffprobe-installer/ffprobe')]);
+  ffmpeg.setFfmpegPath(ffmpegPath.path);
+  ffmpeg.setFfprobePath(ffprobePath.path);
+  return ffmpeg;
+}
 
 const FONT_CANDIDATES = ['/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf', '/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf'];
 
@@ -31,7 +37,8 @@ export const TEST_CLIP_DEFAULTS = { durationS: 3, width: 640, height: 360, fps: 
  * UTC time burned in, and a sine tone. Byte-identical for identical options
  * (bitexact flags, one encoder thread, no wall-clock metadata).
  */
-export function recordTestClip(path: string, options: Partial<TestClipOptions> & Pick<TestClipOptions, 'serial' | 'startMs'>): Promise<void> {
+export async function recordTestClip(path: string, options: Partial<TestClipOptions> & Pick<TestClipOptions, 'serial' | 'startMs'>): Promise<void> {
+  const ffmpeg = await loadFfmpeg();
   const o = { ...TEST_CLIP_DEFAULTS, ...options };
   const font = FONT_CANDIDATES.find((f) => existsSync(f));
   const startS = Math.floor(o.startMs / 1000);
@@ -67,7 +74,8 @@ export interface ProbeResult {
   height: number | undefined;
 }
 
-export function probe(path: string): Promise<ProbeResult> {
+export async function probe(path: string): Promise<ProbeResult> {
+  const ffmpeg = await loadFfmpeg();
   return new Promise((resolve, reject) => {
     ffmpeg.ffprobe(path, (err, data) => {
       if (err) {

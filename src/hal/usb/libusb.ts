@@ -4,12 +4,21 @@
  * see shared/stack.md). It adapts `usb.Device` and friends to the handle interfaces
  * of device.ts and the host bus to UsbBus; everything else stays testable without the
  * native addon.
+ *
+ * The addon is loaded by the first libusbBus() (USB discovery starting), not when this
+ * module is imported: a dock that never scans USB (the simulator, a ports directory)
+ * does not map libusb or hold its hotplug thread's memory.
  */
-import { getDeviceList, usb, type Device, type InEndpoint, type Interface, type OutEndpoint } from 'usb';
+import { createRequire } from 'node:module';
+import type * as Usb from 'usb';
+import type { Device, InEndpoint, Interface, OutEndpoint } from 'usb';
 import type { UsbBus, UsbDeviceHandle, UsbDeviceRecord, UsbInEndpointHandle, UsbInterfaceDescription, UsbInterfaceHandle, UsbOutEndpointHandle } from './device.js';
+
+const load = (): typeof Usb => createRequire(import.meta.url)('usb') as typeof Usb;
 
 /** The host's bus through libusb: getDeviceList() and usb.on('attach' | 'detach'). */
 export function libusbBus(): UsbBus {
+  const { getDeviceList, usb } = load();
   return {
     list: () => getDeviceList().map(deviceRecord),
     watch(onAttach, onDetach) {
@@ -67,6 +76,7 @@ function readInterfaces(device: Device): UsbInterfaceDescription[] | undefined {
 }
 
 export function wrapDevice(device: Device): UsbDeviceHandle {
+  const { usb } = load(); // loaded already: the device came from it
   return {
     ...identity(device),
     get timeout() {

@@ -22,14 +22,20 @@
  * Streamed bodies are sent without the SDK's aws-chunked checksum trailer
  * (requestChecksumCalculation WHEN_REQUIRED): some S3-compatible servers store the
  * chunk encoding as the object (see ../shared/stack.md).
+ *
+ * The SDK is loaded by the first S3Sink constructed, not when this module is imported
+ * (the daemon imports it for parseS3Spec): a dock storing to a dir: sink never loads it
+ * (about 7 MB of RSS, bench/memory.ts).
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { STATUS_CODES } from 'node:http';
+import { createRequire } from 'node:module';
 import type { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { GetObjectCommand, HeadBucketCommand, HeadObjectCommand, PutObjectCommand, S3Client, type PutObjectCommandInput, type S3ClientConfig } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
+import type * as S3 from '@aws-sdk/client-s3';
+import type { PutObjectCommandInput, S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
+import type * as Storage from '@aws-sdk/lib-storage';
 import { DockError } from '../../errors.js';
 import { stripUndefined } from '../../objects.js';
 import { progressCounter, type PutOptions, type Receipt, type Sink, type StoreObject, type Throttle } from './Sink.js';
@@ -145,6 +151,7 @@ export class S3Sink implements Sink {
   readonly prefix: string;
   readonly client: S3Client;
   readonly #o: S3SinkOptions & Defaulted;
+  readonly #sdk: typeof S3;
   readonly #config: S3ClientConfig;
   #probeClient: S3Client | undefined;
 
@@ -168,7 +175,8 @@ export class S3Sink implements Sink {
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
     };
-    this.client = new S3Client(this.#config);
+    this.#sdk = createRequire(import.meta.url)('@aws-sdk/client-s3') as typeof S3;
+    this.client = new this.#sdk.S3Client(this.#config);
   }
 
   key(serial: string, clipId: string, ext: string): string {
@@ -208,7 +216,7 @@ export class S3Sink implements Sink {
     const sha = createHash('sha256').update(sidecar).digest();
     try {
       await this.client.send(
-        new PutObjectCommand({ Bucket: this.bucket, Key, Body: sidecar, ContentType: 'application/json', ChecksumSHA256: sha.toString('base64'), Metadata: { sha256: sha.toString('hex') }, ...this.#lockParams() }),
+        new this.#sdk.PutObjectCommand({ Bucket: this.bucket, Key, Body: sidecar, ContentType: 'application/json', ChecksumSHA256: sha.toString('base64'), Metadata: { sha256: sha.toString('hex') }, ...this.#lockParams() }),
       );
     } catch (err) {
       throw classifyS3Error(err, `writing the sidecar of ${serial}/${clipId} to s3://${this.bucket}/${Key}`, { serial, clipId, key: Key });
@@ -222,9 +230,9 @@ export class S3Sink implements Sink {
    * could never be removed.
    */
   async probe(signal?: AbortSignal): Promise<void> {
-    this.#probeClient ??= new S3Client({ ...this.#config, maxAttempts: 1, requestHandler: { connectionTimeout: PROBE_TIMEOUT_MS, requestTimeout: PROBE_TIMEOUT_MS, throwOnRequestTimeout: true } });
+    this.#probeClient ??= new this.#sdk.S3Client({ ...this.#config, maxAttempts: 1, requestHandler: { connectionTimeout: PROBE_TIMEOUT_MS, requestTimeout: PROBE_TIMEOUT_MS, throwOnRequestTimeout: true } });
     try {
-      await this.#probeClient.send(new HeadBucketCommand({ Bucket: this.bucket }), { abortSignal: signal });
+      await this.#probeClient.send(new this.#sdk.HeadBucketCommand({ Bucket: this.bucket }), { abortSignal: signal });
     } catch (err) {
       throw classifyS3Error(err, `probing s3://${this.bucket}`, { bucket: this.bucket });
     }
@@ -238,7 +246,7 @@ export class S3Sink implements Sink {
 
   async #head(Key: string, signal: AbortSignal | undefined): Promise<Head | undefined> {
     try {
-      const h = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key, ChecksumMode: 'ENABLED' }), { abortSignal: signal });
+      const h = await this.client.send(new this.#sdk.HeadObjectCommand({ Bucket: this.bucket, Key, ChecksumMode: 'ENABLED' }), { abortSignal: signal });
       return { sha256: h.Metadata?.['sha256'], size: h.ContentLength ?? -1, etag: h.ETag, checksum: h.ChecksumSHA256, multipart: (h.ETag ?? '').includes('-') };
     } catch (err) {
       const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
@@ -274,13 +282,14 @@ export class S3Sink implements Sink {
 
   async #single(Key: string, obj: StoreObject, opts: PutOptions): Promise<string | undefined> {
     const r = await this.client.send(
-      new PutObjectCommand({ ...this.#params(Key, obj), Body: this.#body(obj, opts), ContentLength: obj.size, ChecksumSHA256: Buffer.from(obj.sha256, 'hex').toString('base64') }),
+      new this.#sdk.PutObjectCommand({ ...this.#params(Key, obj), Body: this.#body(obj, opts), ContentLength: obj.size, ChecksumSHA256: Buffer.from(obj.sha256, 'hex').toString('base64') }),
       { abortSignal: opts.signal },
     );
     return r.ETag;
   }
 
   async #multipart(Key: string, obj: StoreObject, opts: PutOptions): Promise<string | undefined> {
+    const { Upload } = createRequire(import.meta.url)('@aws-sdk/lib-storage') as typeof Storage;
     const upload = new Upload({
       client: this.client,
       // Parts go as buffers, each with its own x-amz-checksum-sha256 header (no chunked
@@ -313,7 +322,7 @@ export class S3Sink implements Sink {
       const hEtag = (h?.etag ?? '').replace(/"/g, '');
       if (stored && h && hEtag === (await md5File(obj.sourcePath))) return { location, sha256: stored, bytes: h.size, existed: false, receipt: `s3:${hEtag}:store-sha256:${stored}` };
     }
-    const got = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key }), { abortSignal: signal });
+    const got = await this.client.send(new this.#sdk.GetObjectCommand({ Bucket: this.bucket, Key }), { abortSignal: signal });
     const hash = createHash('sha256');
     let bytes = 0;
     for await (const chunk of got.Body as AsyncIterable<Buffer>) {
