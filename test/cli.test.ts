@@ -156,7 +156,7 @@ describe('dockside sim in one process, devices and diag from others', () => {
   // all, with no request ever left waiting for a timeout.
   it('diag --json over a pty: full window of 64 KiB LINK_TEST frames both ways, no serialport poller deadlock', async () => {
     const cam = sim.cameras[0]!;
-    const linkBytes = 4 * 1024 * 1024;
+    const linkBytes = 8 * 1024 * 1024; // four windows of 32 × 64 KiB
     const r = await kids.run(['diag', cam.serial, '--ports-dir', ports, '--json', '--link-bytes', String(linkBytes), '--link-seconds', '60'], { limitMs: 25_000 });
     expect(r.code, said(r)).toBe(0);
     const d = onlyJson(r) as Diagnosis;

@@ -25,6 +25,12 @@ export interface FrameDecoderStats {
 export interface FrameDecoderEvents {
   onFrame: (frame: Frame) => void;
   onDiscard?: (reason: DiscardReason, bytes: number) => void;
+  /**
+   * Memory for a frame of `bytes` encoded bytes (at least that many), which the frame's
+   * payload then views; undefined (or no hook) means a fresh allocation. Session lends
+   * pooled buffers here while readRange() runs (FramePool).
+   */
+  allocate?: (bytes: number) => Buffer | undefined;
 }
 
 export class FrameDecoder {
@@ -128,7 +134,7 @@ export class FrameDecoder {
       return;
     }
     // The decoded frame is handed to the consumer, who may keep its payload: own memory.
-    const raw = Buffer.allocUnsafe(encoded.length);
+    const raw = this.#events.allocate?.(encoded.length) ?? Buffer.allocUnsafe(encoded.length);
     const n = cobsDecodeInto(encoded, raw);
     if (n < 0) {
       this.#discard('FRAME_BAD_COBS', encoded.length);

@@ -18,7 +18,9 @@ import { randomBytes, verify as verifySignature, createPublicKey } from 'node:cr
 import { EventEmitter } from 'node:events';
 import { decodeStruct, encodedLength, encodeStructInto, type Struct } from './codec.js';
 import { encodeFrameWith, FLAG_RESPONSE, FRAME_OVERHEAD, FRAME_VERSION, MIN_MAX_PAYLOAD, PROTOCOL_MAX_PAYLOAD, type Frame } from './frame.js';
+import { cobsMaxEncodedLength } from './cobs.js';
 import { FrameDecoder, type DiscardReason } from './FrameDecoder.js';
+import { FramePool } from './FramePool.js';
 import {
   assertClipId,
   assertSerial,
@@ -41,7 +43,8 @@ import { stripUndefined } from '../objects.js';
 export interface SessionOptions {
   timeoutMs?: number; // idle time with requests pending before they are resent; default 1000
   retries?: number; // resends per request before PROTO_TIMEOUT; default 4
-  window?: number; // most requests in flight, capped by the camera's HELLO; default 8
+  window?: number; // most requests in flight, capped by the camera's HELLO and by maxInFlightBytes; default 32
+  maxInFlightBytes?: number; // window × negotiated payload stays within this; default 2 MiB
   maxPayload?: number; // largest payload the dock accepts; default 256 KiB
   dockId?: string; // sent in HELLO; default 'dockside'
   log?: Logger;
@@ -50,7 +53,13 @@ export interface SessionOptions {
 export const SESSION_DEFAULTS = {
   timeoutMs: 1000,
   retries: 4,
-  window: 8,
+  // A USB 2 link through a hub (40 MB/s, 10 ms each way) holds 0.8 MB in its round
+  // trip: 8 × 64 KiB (0.5 MB) capped a pull at 0.5 of the link, 16 at 0.7-0.95 (every
+  // stall of the shared event loop longer than the slack idled the line), 32 (2 MiB)
+  // carries 0.92-0.98. In bytes, so a camera with 256 KiB frames gets 8: 2 MiB per bay,
+  // 16 MiB for eight.
+  window: 32,
+  maxInFlightBytes: 2 * 1024 * 1024,
   maxPayload: 256 * 1024,
   dockId: 'dockside',
 } as const;
@@ -101,8 +110,15 @@ interface Pending {
 
 export type Hello = Response<'HELLO'>;
 
-/** A READ answer for one chunk, delivered in offset order by readRange(). */
+/**
+ * A READ answer for one chunk, delivered in offset order by readRange(). `data` is
+ * lent: it stays valid until the sink's call settles, then its memory decodes a later
+ * answer (FramePool). A sink that keeps the bytes longer copies them.
+ */
 export type ChunkSink = (offset: number, data: Buffer) => void | Promise<void>;
+
+/** Answers at least this large (encoded) decode into pooled memory during readRange(). */
+const POOLED_FRAME_MIN_BYTES = 16 * 1024;
 
 export class Session extends EventEmitter<SessionEvents> {
   readonly transport: Transport;
@@ -134,6 +150,8 @@ export class Session extends EventEmitter<SessionEvents> {
   #seq = 1;
   #timer: NodeJS.Timeout | undefined;
   #closed: DockError | undefined;
+  #pool: FramePool | undefined; // sized from HELLO
+  #reading = 0; // readRange() calls running: the pool lends only then
   #hello: Hello | undefined;
   readonly #onData = (chunk: Buffer): void => this.#receive(chunk);
   readonly #onDisconnected = (err: DockError): void => this.#shutdown(err, true);
@@ -141,20 +159,21 @@ export class Session extends EventEmitter<SessionEvents> {
   constructor(transport: Transport, options: SessionOptions = {}) {
     super();
     const o = { ...SESSION_DEFAULTS, ...stripUndefined(options) };
-    for (const key of ['timeoutMs', 'retries', 'window', 'maxPayload'] as const) {
+    for (const key of ['timeoutMs', 'retries', 'window', 'maxPayload', 'maxInFlightBytes'] as const) {
       const v = o[key];
       if (!Number.isInteger(v) || v < (key === 'retries' ? 0 : 1)) throw new DockError('CONFIG_INVALID', `session option ${key} must be a positive integer, got ${String(v)}`);
     }
     if (o.maxPayload > PROTOCOL_MAX_PAYLOAD || o.maxPayload < MIN_MAX_PAYLOAD) {
       throw new DockError('CONFIG_INVALID', `session option maxPayload must be from ${MIN_MAX_PAYLOAD} to ${PROTOCOL_MAX_PAYLOAD}, got ${o.maxPayload}`);
     }
-    this.#opts = { timeoutMs: o.timeoutMs, retries: o.retries, window: o.window, maxPayload: o.maxPayload, dockId: o.dockId };
+    this.#opts = { timeoutMs: o.timeoutMs, retries: o.retries, window: o.window, maxInFlightBytes: o.maxInFlightBytes, maxPayload: o.maxPayload, dockId: o.dockId };
     this.#log = options.log ?? silentLogger();
     this.#window = 1; // until HELLO says otherwise
     this.transport = transport;
     this.#decoder = new FrameDecoder(
       {
         onFrame: (f) => this.#onFrame(f),
+        allocate: (bytes) => (this.#reading > 0 && bytes >= POOLED_FRAME_MIN_BYTES ? this.#pool?.take(bytes) : undefined),
         onDiscard: (reason, bytes) => {
           this.stats.discarded++;
           this.#fastResend(bytes);
@@ -220,7 +239,11 @@ export class Session extends EventEmitter<SessionEvents> {
       throw new DockError('PROTO_UNEXPECTED', `camera ${res.serial} offers a maximum payload of ${res.maxPayload} bytes, below the protocol minimum ${MIN_MAX_PAYLOAD}`, { serial: res.serial });
     }
     this.#maxPayload = Math.min(res.maxPayload, this.#opts.maxPayload);
-    this.#window = Math.max(1, Math.min(res.window, this.#opts.window));
+    // W (docs/protocol.md §3.6) is the most the camera takes; the dock keeps fewer in
+    // flight when W full-size answers would exceed its memory budget.
+    this.#window = Math.max(1, Math.min(res.window, this.#opts.window, Math.floor(this.#opts.maxInFlightBytes / this.#maxPayload)));
+    // One buffer per answer in flight, plus the one being handed to the sink.
+    this.#pool = new FramePool(cobsMaxEncodedLength(this.#maxPayload + FRAME_OVERHEAD), this.#window + 1);
     this.#hello = res;
     this.#drainWaiting();
     this.#log.debug({ serial: res.serial, model: res.model, maxPayload: this.#maxPayload, window: this.#window }, 'hello');
@@ -329,6 +352,7 @@ export class Session extends EventEmitter<SessionEvents> {
       clean = 0;
     };
     this.on('discarded', onDiscard);
+    this.#reading++;
     let next = from;
     type Read = { offset: number; length: number; retriesBefore: number; answer: Promise<Response<'READ'>> };
     const inflight: Read[] = [];
@@ -377,10 +401,12 @@ export class Session extends EventEmitter<SessionEvents> {
           clean = 0;
         }
         await sink(head.offset, res.data);
+        this.#pool?.give(res.data);
         issue();
       }
     } finally {
       this.off('discarded', onDiscard);
+      if (--this.#reading === 0) this.#pool?.clear(); // no pooled memory held between pulls
       // On failure, let the reads still in flight settle quietly.
       for (const r of inflight) r.answer.catch(() => undefined);
     }

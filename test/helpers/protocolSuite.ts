@@ -37,6 +37,14 @@ export function protocolSuite(kind: SimLinkKind): void {
       expect(s.window).toBe(4);
     });
 
+    it('keeps the window within maxInFlightBytes of full-size answers (default 2 MiB: 32 × 64 KiB)', async () => {
+      expect((await connect()).window).toBe(32);
+      await session!.close();
+      await link!.cleanup();
+      const s = await connect({}, { maxPayload: 64 * 1024, maxInFlightBytes: 256 * 1024 });
+      expect(s.window).toBe(4);
+    });
+
     it('authenticates the enrolled key and refuses any other', async () => {
       const s = await connect();
       expect((await s.authenticate(link!.publicKeyRaw)).equals(link!.publicKeyRaw)).toBe(true);
