@@ -17,6 +17,12 @@
  * shared with the dock in a simulation, answers a few milliseconds late: with a fixed
  * 128 KiB (two 64 KiB frames, 3.3 ms at 40 MB/s) the line idled 13% of a pull even
  * with 32 reads in flight (2 MiB, well over the 0.8 MB a 20 ms round trip holds).
+ * 10 ms was still short on a loaded 2-core machine: the shared loop stalls for 15-30
+ * ms at a time (GC, a flash read-ahead that waits for the thread pool, the process
+ * descheduled), a few times a second, and each stall past the buffer idled the line
+ * (12% of a pull at 32 reads in flight). 20 ms (800 KB at 40 MB/s, the queued bulk
+ * transfers of a camera with DMA) rides through most of them; the dock's window must
+ * cover it as well as the round trip, which its 2 MiB default does.
  */
 import { performance } from 'node:perf_hooks';
 import { BaseTransport, type Transport, type TransportKind } from '../hal/Transport.js';
@@ -39,7 +45,7 @@ export interface LinkStats {
 }
 
 const TX_BUFFER_MIN_BYTES = 128 * 1024;
-const TX_BUFFER_MS = 10;
+const TX_BUFFER_MS = 20;
 
 class Lane {
   #busyUntil = 0;
