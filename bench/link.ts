@@ -20,6 +20,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { SerialPort } from 'serialport';
 import { linkTest } from '../src/ingest/cameraProbe.js';
+import { PROTOCOL_MAX_PAYLOAD } from '../src/protocol/frame.js';
 import { Session, type SessionOptions } from '../src/protocol/Session.js';
 import { SerialTransport } from '../src/hal/serial/SerialTransport.js';
 import { SimFleet, type SimFleetOptions } from '../src/sim/SimFleet.js';
@@ -30,6 +31,8 @@ const MB = 1e6;
 const MiB = 1024 * 1024;
 const RATE = 40 * MB; // bytes/s each way, the modelled USB 2 link
 const LATENCY_MS = 10; // one way
+/** The echoes ask for every request the camera takes (its HELLO window caps this). */
+const FULL_WINDOW: SessionOptions = { window: 0xffff, maxInFlightBytes: 0xffff * PROTOCOL_MAX_PAYLOAD };
 
 interface Measured {
   bytesPerS: number;
@@ -158,7 +161,7 @@ export const suite: Suite = async ({ quick, log }) => {
   const runs = quick ? 2 : 3;
   const rows: BenchResult[] = [];
 
-  const ceiling = await echo({ link: 'loopback' }, 512 * MiB, seconds, { window: 16 });
+  const ceiling = await echo({ link: 'loopback' }, 512 * MiB, seconds, FULL_WINDOW);
   log(`loopback echo (unthrottled, in-process ceiling): ${(ceiling.bytesPerS / MB).toFixed(1)} MB/s each way, ${ceiling.cpuCores.toFixed(2)} cores`);
   const ceilingNote = `in-process protocol ceiling (unthrottled loopback echo) ${(ceiling.bytesPerS / MB).toFixed(1)} MB/s each way`;
 
@@ -177,7 +180,7 @@ export const suite: Suite = async ({ quick, log }) => {
     }),
   );
 
-  const e = await best(runs, () => echo({ link: 'loopback', linkRateBytesPerS: RATE, latencyMs: LATENCY_MS }, Math.round(RATE * seconds), seconds, { window: 16 }));
+  const e = await best(runs, () => echo({ link: 'loopback', linkRateBytesPerS: RATE, latencyMs: LATENCY_MS }, Math.round(RATE * seconds), seconds, FULL_WINDOW));
   log(`modelled echo: ${(e.bytesPerS / MB).toFixed(1)} MB/s each way, window ${e.window}, ${e.cpuCores.toFixed(2)} cores`);
   rows.push(
     row({
@@ -197,7 +200,7 @@ export const suite: Suite = async ({ quick, log }) => {
   let proto: Measured | undefined;
   let raw = 0;
   for (let i = 0; i < runs; i++) {
-    const m = await echo({ link: 'pty' }, ptyBytes, seconds, { window: 16 });
+    const m = await echo({ link: 'pty' }, ptyBytes, seconds, FULL_WINDOW);
     if (!proto || m.bytesPerS > proto.bytesPerS) proto = m;
     raw = Math.max(raw, await rawPtyEcho(ptyBytes, seconds, m.chunk, m.window));
     log(`pty round ${i + 1}: protocol ${(m.bytesPerS / MB).toFixed(1)} MB/s, raw ${(raw / MB).toFixed(1)} MB/s (best so far)`);
