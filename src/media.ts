@@ -1,14 +1,19 @@
 /**
  * The one module that touches fluent-ffmpeg (unmaintained upstream, so its use is
- * kept small and in one place): making a test-pattern clip for the simulator, and
- * probing a clip for the dock's media check.
+ * kept small and in one place) and the ffmpeg binaries: making a test-pattern clip for
+ * the simulator (fluent-ffmpeg), and probing a clip for the dock's media check (the
+ * ffprobe binary directly, with a timeout: see probe()).
  *
  * The packages are loaded at the first clip made or probed, not with this module: a
  * dock that only ever sees synthetic clips (the benchmarks) never loads them.
  */
+import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { promisify } from 'node:util';
 import type Ffmpeg from 'fluent-ffmpeg';
 import { DockError } from './errors.js';
+
+const execFileAsync = promisify(execFile);
 
 /** fluent-ffmpeg with the installed ffmpeg and ffprobe binaries (the imports are cached; setting the paths again is harmless). */
 async function loadFfmpeg(): Promise<typeof Ffmpeg> {
@@ -74,24 +79,45 @@ export interface ProbeResult {
   height: number | undefined;
 }
 
-export async function probe(path: string): Promise<ProbeResult> {
-  const ffmpeg = await loadFfmpeg();
-  return new Promise((resolve, reject) => {
-    ffmpeg.ffprobe(path, (err, data) => {
-      if (err) {
-        reject(new DockError('SIM_FFMPEG', `ffprobe could not read ${path}: ${(err as Error).message}`, { path }, { cause: err }));
-        return;
-      }
-      const video = data.streams.find((s) => s.codec_type === 'video');
-      const audio = data.streams.find((s) => s.codec_type === 'audio');
-      resolve({
-        container: data.format.format_name ?? 'unknown',
-        durationS: Number(data.format.duration ?? 0),
-        videoCodec: video?.codec_name,
-        audioCodec: audio?.codec_name,
-        width: video?.width,
-        height: video?.height,
-      });
+/** Longest a probe may take: a clip that makes ffprobe hang must not hold the verify step. */
+export const PROBE_TIMEOUT_MS = 30_000;
+
+interface FfprobeJson {
+  format?: { format_name?: string; duration?: string };
+  streams?: { codec_type?: string; codec_name?: string; width?: number; height?: number }[];
+}
+
+/**
+ * Runs ffprobe (the installer's binary) on a clip, killed after `timeoutMs`. Not through
+ * fluent-ffmpeg's ffprobe(): it has no timeout and gives no handle on the process, so a
+ * damaged or hostile clip (or a FIFO in its place) that ffprobe never finishes reading
+ * would hold a verify slot for ever.
+ */
+export async function probe(path: string, timeoutMs = PROBE_TIMEOUT_MS): Promise<ProbeResult> {
+  const { default: ffprobePath } = await import('@ffprobe-installer/ffprobe');
+  let data: FfprobeJson;
+  try {
+    const { stdout } = await execFileAsync(ffprobePath.path, ['-v', 'error', '-print_format', 'json', '-show_format', '-show_streams', '-i', path], {
+      timeout: timeoutMs,
+      killSignal: 'SIGKILL',
+      maxBuffer: 16 * 1024 * 1024,
+      encoding: 'utf8',
     });
-  });
+    data = JSON.parse(stdout) as FfprobeJson;
+  } catch (err) {
+    const e = err as { killed?: boolean; stderr?: string; message: string };
+    const why = e.killed ? `it did not finish within ${timeoutMs} ms and was stopped` : (e.stderr?.trim() || e.message).slice(0, 300);
+    throw new DockError('SIM_FFMPEG', `ffprobe could not read ${path}: ${why}`, { path }, { cause: err });
+  }
+  const streams = data.streams ?? [];
+  const video = streams.find((s) => s.codec_type === 'video');
+  const audio = streams.find((s) => s.codec_type === 'audio');
+  return {
+    container: data.format?.format_name ?? 'unknown',
+    durationS: Number(data.format?.duration ?? 0),
+    videoCodec: video?.codec_name,
+    audioCodec: audio?.codec_name,
+    width: video?.width,
+    height: video?.height,
+  };
 }
