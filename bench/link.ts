@@ -12,15 +12,16 @@
 // Each measurement is repeated and the best run counts (noise only slows a run); the
 // pty pair and the raw baseline alternate. The notes give the in-process protocol
 // ceiling (unthrottled loopback) and what the window allows over the modelled
-// round trip, so a miss can be told apart: CPU, window, or link model.
+// round trip, the framing's own ceiling (data ÷ bytes on the line), and the event
+// loop's stalls, so a miss can be told apart: CPU, window, host load, or link model.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { SerialPort } from 'serialport';
 import { linkTest } from '../src/ingest/cameraProbe.js';
-import { PROTOCOL_MAX_PAYLOAD } from '../src/protocol/frame.js';
+import { PROTOCOL_MAX_PAYLOAD, wireLength } from '../src/protocol/frame.js';
 import { Session, type SessionOptions } from '../src/protocol/Session.js';
 import { SerialTransport } from '../src/hal/serial/SerialTransport.js';
 import { SimFleet, type SimFleetOptions } from '../src/sim/SimFleet.js';
@@ -39,6 +40,7 @@ interface Measured {
   window: number;
   chunk: number; // payload bytes per request
   cpuCores: number; // process CPU time / wall time while measuring
+  stallMs: { p99: number; max: number }; // event loop delay while measuring
 }
 
 /** Opens a one-camera fleet, connects a session and hands it to `fn`; always closes. */
@@ -59,18 +61,46 @@ async function withFleet<T>(fleetOpts: Partial<SimFleetOptions>, session: Sessio
   }
 }
 
+/**
+ * Event loop delay while `fn` runs. The simulated camera shares the loop with the
+ * dock, so a stall longer than the camera's transmit buffer (20 ms of line time, see
+ * ModeledLink) idles the modelled line: on a loaded machine this, not the protocol,
+ * is what a modelled run loses.
+ */
+async function watchingStalls<T>(fn: () => Promise<Omit<T, 'stallMs'>>): Promise<T> {
+  const h = monitorEventLoopDelay({ resolution: 1 });
+  h.enable();
+  try {
+    const r = await fn();
+    return { ...r, stallMs: { p99: h.percentile(99) / 1e6, max: h.max / 1e6 } } as T;
+  } finally {
+    h.disable();
+  }
+}
+
+/** Data bytes ÷ line bytes of a full-size answer: the most of the rate goodput can be. */
+function framingNote(chunk: number, answerOverhead: number): string {
+  return `framing leaves ${((chunk / wireLength(chunk + answerOverhead)) * 100).toFixed(1)}% of the line for data`;
+}
+
+function stallNote(m: Measured): string {
+  return `event loop delay p99 ${m.stallMs.p99.toFixed(0)} ms, max ${m.stallMs.max.toFixed(0)} ms (a stall past the camera's 20 ms transmit buffer idles the line)`;
+}
+
 function cpuSince(t0: NodeJS.CpuUsage, seconds: number): number {
   const c = process.cpuUsage(t0);
   return (c.user + c.system) / 1e6 / seconds;
 }
 
 async function echo(fleetOpts: Partial<SimFleetOptions>, bytes: number, seconds: number, session: SessionOptions): Promise<Measured> {
-  return withFleet(fleetOpts, session, async (s) => {
-    const c0 = process.cpuUsage();
-    const r = await linkTest(s, { maxBytes: bytes, maxSeconds: seconds });
-    if (r.lost > 0 || r.frameErrors > 0) throw new Error(`LINK_TEST lost ${r.lost} echoes and discarded ${r.frameErrors} frames on a perfect link`);
-    return { bytesPerS: r.goodputBytesPerS, window: s.window, chunk: s.maxChunk - 8, cpuCores: cpuSince(c0, r.seconds) };
-  });
+  return withFleet(fleetOpts, session, (s) =>
+    watchingStalls<Measured>(async () => {
+      const c0 = process.cpuUsage();
+      const r = await linkTest(s, { maxBytes: bytes, maxSeconds: seconds });
+      if (r.lost > 0 || r.frameErrors > 0) throw new Error(`LINK_TEST lost ${r.lost} echoes and discarded ${r.frameErrors} frames on a perfect link`);
+      return { bytesPerS: r.goodputBytesPerS, window: s.window, chunk: s.maxChunk - 8, cpuCores: cpuSince(c0, r.seconds) };
+    }),
+  );
 }
 
 /** Pulls one synthetic clip of `bytes` over the modelled link with the daemon's session options. */
@@ -78,13 +108,15 @@ async function pull(bytes: number): Promise<Measured> {
   return withFleet({ link: 'loopback', clips: 1, record: { mode: 'synthetic', syntheticBytes: bytes }, linkRateBytesPerS: RATE, latencyMs: LATENCY_MS }, {}, async (s) => {
     const { clips } = await s.listClips();
     const clip = clips[0]!;
-    let got = 0;
-    const c0 = process.cpuUsage();
-    const t0 = performance.now();
-    await s.readRange(clip.id, 0, clip.size, (_offset, data) => void (got += data.length));
-    const sec = (performance.now() - t0) / 1000;
-    if (got !== clip.size) throw new Error(`pulled ${got} of ${clip.size} bytes`);
-    return { bytesPerS: got / sec, window: s.window, chunk: s.maxChunk, cpuCores: cpuSince(c0, sec) };
+    return watchingStalls<Measured>(async () => {
+      let got = 0;
+      const c0 = process.cpuUsage();
+      const t0 = performance.now();
+      await s.readRange(clip.id, 0, clip.size, (_offset, data) => void (got += data.length));
+      const sec = (performance.now() - t0) / 1000;
+      if (got !== clip.size) throw new Error(`pulled ${got} of ${clip.size} bytes`);
+      return { bytesPerS: got / sec, window: s.window, chunk: s.maxChunk, cpuCores: cpuSince(c0, sec) };
+    });
   });
 }
 
@@ -176,7 +208,7 @@ export const suite: Suite = async ({ quick, log }) => {
       target: '>= 0.95',
       note:
         `READ of a ${(RATE * seconds / MB).toFixed(0)} MB clip, dock session defaults, over the link model at 40 MB/s, 10 ms one way; ratio = goodput/modelled rate; best of ${runs}; ` +
-        `negotiated window ${p.window} × ${(p.chunk / 1024).toFixed(0)} KiB = ${((p.window * p.chunk) / MB).toFixed(2)} MB in flight vs ${((RATE * 2 * LATENCY_MS) / 1000 / MB).toFixed(2)} MB bandwidth-delay product: ${boundNote(windowBound(p.window, p.chunk, false))}; ${p.cpuCores.toFixed(2)} cores busy; ${ceilingNote}`,
+        `negotiated window ${p.window} × ${(p.chunk / 1024).toFixed(0)} KiB = ${((p.window * p.chunk) / MB).toFixed(2)} MB in flight vs ${((RATE * 2 * LATENCY_MS) / 1000 / MB).toFixed(2)} MB bandwidth-delay product: ${boundNote(windowBound(p.window, p.chunk, false))}; ${framingNote(p.chunk, 12)}; ${p.cpuCores.toFixed(2)} cores busy; ${stallNote(p)}; ${ceilingNote}`,
     }),
   );
 
@@ -191,7 +223,7 @@ export const suite: Suite = async ({ quick, log }) => {
       target: '>= 0.95',
       note:
         `LINK_TEST with the camera's full window (${e.window} × ${(e.chunk / 1024).toFixed(0)} KiB) over the same link model; ratio = goodput/modelled rate; best of ${runs}; ` +
-        `each echo crosses the link twice: ${boundNote(windowBound(e.window, e.chunk, true))}; ${e.cpuCores.toFixed(2)} cores busy`,
+        `each echo crosses the link twice: ${boundNote(windowBound(e.window, e.chunk, true))}; ${framingNote(e.chunk, 4)}; ${e.cpuCores.toFixed(2)} cores busy; ${stallNote(e)}`,
     }),
   );
 
