@@ -298,9 +298,12 @@ describe('dockside run: media check and spool space', () => {
     dirs.push(dataDir);
     const daemon = await Daemon.open({
       dataDir,
-      spool: { minFreeBytes: Number.MAX_SAFE_INTEGER }, // no disk has that much free
+      spool: { minFreeBytes: 1024 * 1024 },
       sim: { cameras: 2, clips: 2, seed: 7, link: 'loopback', record: { mode: 'synthetic', syntheticBytes: 100_000 }, faults: parseFaults('') },
     });
+    // The disk says it is full (test/spool-full.test.ts fills a real one where mounting is allowed).
+    const realFree = daemon.spool.freeBytes.bind(daemon.spool);
+    daemon.spool.freeBytes = async () => 512 * 1024;
     await daemon.start();
     const idle = daemon.whenIdle();
     let settled = false;
@@ -309,7 +312,7 @@ describe('dockside run: media check and spool space', () => {
     await new Promise((r) => setTimeout(r, 300));
     expect(settled).toBe(false);
     expect(daemon.store.countByState()).toMatchObject({ listed: 4, pulling: 0, spooled: 0, stored: 0 });
-    daemon.spool.options.minFreeBytes = 1024 * 1024; // space returns
+    daemon.spool.freeBytes = realFree; // space returns
     const summary = await idle;
     await daemon.close();
     expect(summary).toMatchObject({ clips: 4, stored: 4, released: 4 });
