@@ -23,6 +23,8 @@ const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
 const MB = 1e6;
 const SAMPLE_MS = 50;
+/** The daemon runs as the service unit runs it: with the unit's NODE_OPTIONS (a small young generation). */
+const DEPLOYED_NODE_OPTIONS = /^Environment=NODE_OPTIONS=(.*)$/m.exec(readFileSync(join(ROOT, 'hardware', 'systemd', 'dockside.service'), 'utf8'))?.[1] ?? '';
 
 interface MemoryRun {
   cameras: number;
@@ -59,7 +61,7 @@ function sizeLabel(bytes: number): string {
 async function ingestChild(cameras: number, clipBytes: number, log: (l: string) => void): Promise<MemoryRun> {
   const dataDir = mkdtempSync(join(tmpdir(), 'dockside-bench-memory-'));
   const args = [join(ROOT, 'bin', 'dockside.cjs'), 'run', '--sim', String(cameras), '--sim-clips', '1', '--sim-mode', 'synthetic', '--sim-clip-bytes', String(clipBytes), '--until-idle', '--json', '--metrics', 'off', '--data-dir', dataDir];
-  const child = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, DOCKSIDE_METRICS: 'off' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, DOCKSIDE_METRICS: 'off', NODE_OPTIONS: DEPLOYED_NODE_OPTIONS }, stdio: ['ignore', 'pipe', 'pipe'] });
   const pid = child.pid!;
   let peakKiB = 0;
   let maxRssKiB = 0;
@@ -122,7 +124,7 @@ function camerasThatFit(wanted: number, clipBytes: number): number {
 
 function rssRow(r: MemoryRun, extra: string): BenchResult {
   const note =
-    `peak RSS (VmHWM) of \`dockside run --sim ${r.cameras} --sim-mode synthetic --sim-clip-bytes ${r.clipBytes} --until-idle\` as a child process, 1 clip per camera, hash workers and simulated cameras included; ` +
+    `peak RSS (VmHWM) of \`dockside run --sim ${r.cameras} --sim-mode synthetic --sim-clip-bytes ${r.clipBytes} --until-idle\` as a child process with the service unit's NODE_OPTIONS (${DEPLOYED_NODE_OPTIONS || "none"}), 1 clip per camera, hash workers and simulated cameras included; ` +
     `${(r.recordingPeakBytes / MB).toFixed(0)} MB of it reached before the ingest began (module loading, recording); at the top ${(r.atPeak.anon / MB).toFixed(0)} MB anonymous + ${(r.atPeak.file / MB).toFixed(0)} MB file-backed (code of node and its addons); ingest ${r.ingestSeconds.toFixed(1)} s${extra}`;
   const x = row({ name: `memory.rss.${r.cameras}x${sizeLabel(r.clipBytes).replace(' ', '')}`, value: r.peakBytes / MB, unit: 'MB', target: '<= 150 MB', note });
   if (r.stored !== r.cameras) {

@@ -141,7 +141,7 @@ export class Spool {
     }
     await fh.truncate(offset);
     const hash = createHash('sha256');
-    const buf = Buffer.allocUnsafe(4 * 1024 * 1024);
+    const buf = Buffer.allocUnsafe(Math.min(4 * 1024 * 1024, offset)); // none for a new pull (8 bays starting took 32 MiB)
     for (let pos = 0; pos < offset; ) {
       const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, offset - pos), pos);
       if (bytesRead === 0) break;
