@@ -167,6 +167,27 @@ describe('DropFolder', () => {
     expect(existsSync(path)).toBe(false);
   });
 
+  it('waits while the room in the spool is held by pulls in progress, and imports once it is free (after its retry delay)', async () => {
+    const realFree = spool.freeBytes.bind(spool);
+    spool.freeBytes = async () => spool.options.minFreeBytes + CLIP_BYTES + 1000; // room for one clip
+    const pull = await spool.reserve(CLIP_BYTES); // a camera's pull holds it
+    try {
+      const drop = await startDrop();
+      const c = camera.clips()[0]!;
+      dropFlat(c, dropDir);
+      await new Promise((r) => setTimeout(r, SETTLE_MS * 4));
+      expect(state(c.manifest.serial, c.manifest.clipId)).toBeUndefined(); // nothing recorded yet
+      const imported = next(drop, 'imported');
+      pull.release();
+      await imported;
+      expect(state(c.manifest.serial, c.manifest.clipId)).not.toBeUndefined();
+      expect(spool.reservedBytes).toBe(0); // the import's own reservation ended with its copy
+    } finally {
+      pull.release();
+      spool.freeBytes = realFree;
+    }
+  }, 20_000);
+
   it('imports a camera mounted as mass storage (the Flash layout) as is, in seq order with the chain continuous, and leaves the camera its own files', async () => {
     const mount = join(dropDir, 'BC4-DROP0001');
     cpSync(camera.dir, mount, { recursive: true }); // present before start: the walk at start finds it

@@ -48,7 +48,7 @@
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { constants, createReadStream, type Stats } from 'node:fs';
-import { copyFile, lstat, mkdir, open, readdir, readlink, realpath, rename, stat, symlink, unlink } from 'node:fs/promises';
+import { copyFile, lstat, mkdir, open, readdir, readlink, realpath, rename, stat, symlink, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
 import type { Ledger } from '../custody/Ledger.js';
@@ -59,7 +59,7 @@ import type { Logger } from '../log.js';
 import { TRIGGERS } from '../protocol/messages.js';
 import type { ClipRow, Store } from '../queue/Store.js';
 import type { Pipeline } from './Pipeline.js';
-import type { Spool } from './Spool.js';
+import type { PartFile, Spool } from './Spool.js';
 
 export interface DropFolderOptions {
   dir: string; // the watched folder; created if missing
@@ -648,9 +648,13 @@ export class DropFolder extends EventEmitter<DropFolderEvents> {
   async #copy(path: string, row: ClipRow): Promise<string> {
     const { store, spool } = this.#d;
     const { serial, clipId } = row;
-    const src = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
-    const part = await spool.openPart(serial, clipId, row.offset);
+    // Room for the rest of the copy beside the pulls in progress (Spool.reserve), as a pull holds.
+    const reservation = await spool.reserve(row.size - row.offset);
+    let src: FileHandle | undefined;
+    let part: PartFile | undefined;
     try {
+      src = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+      part = await spool.openPart(serial, clipId, row.offset, reservation);
       const before = await src.stat();
       if (before.size !== row.size) throw new DockError('INTERNAL', `${path} changed size while it was being imported (${before.size}, signed ${row.size})`, { path });
       const every = spool.options.syncEveryBytes;
@@ -665,7 +669,7 @@ export class DropFolder extends EventEmitter<DropFolderEvents> {
         await part.write(pos, buf.subarray(0, bytesRead));
         pos += bytesRead;
         if (part.unsynced >= every) {
-          await spool.checkSpace();
+          await reservation.check();
           store.setOffset(serial, clipId, await part.sync());
         }
       }
@@ -678,8 +682,9 @@ export class DropFolder extends EventEmitter<DropFolderEvents> {
       }
       return part.hash.digest('hex');
     } finally {
-      await part.close();
-      await src.close();
+      reservation.release();
+      await part?.close();
+      await src?.close();
     }
   }
 
