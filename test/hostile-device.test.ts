@@ -21,6 +21,7 @@ import { MAX_LISTED_CLIPS, Session } from '../src/protocol/Session.js';
 import { parseFaults } from '../src/sim/faults.js';
 import { hostileCamera, manifestFor, type HostileCamera } from './helpers/hostileCamera.js';
 import { answer, rawFrame, scriptedCamera } from './helpers/scriptedCamera.js';
+import { filesUnder } from './helpers/files.js';
 
 const roots: string[] = [];
 afterAll(() => {
@@ -42,19 +43,6 @@ function snapshot(root: string, except: string): Snapshot {
     }
   };
   walk(root);
-  return out;
-}
-
-function filesUnder(dir: string): string[] {
-  const out: string[] = [];
-  const walk = (d: string): void => {
-    for (const name of readdirSync(d)) {
-      const p = join(d, name);
-      if (lstatSync(p).isDirectory()) walk(p);
-      else out.push(relative(dir, p));
-    }
-  };
-  walk(dir);
   return out;
 }
 

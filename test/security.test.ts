@@ -5,9 +5,9 @@
 // never reach a log or the data dir, even at debug level with the store refusing
 // them. The config-file secret is checked in test/cli-upload.test.ts.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { controlSocketPath } from '../src/control/ControlServer.js';
 import type { LedgerEntry } from '../src/custody/Ledger.js';
@@ -16,6 +16,7 @@ import { METRICS_DEFAULT, parseMetricsAddress } from '../src/observability/Metri
 import { BIN, CliChildren } from './helpers/cliProcess.js';
 import { hostileCamera, manifestFor } from './helpers/hostileCamera.js';
 import { startS3Server, stopAll } from './helpers/s3Server.js';
+import { filesUnder } from './helpers/files.js';
 
 const dirs: string[] = [];
 const tmp = (): string => {
@@ -31,20 +32,6 @@ afterAll(async () => {
   await stopAll();
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
-
-function filesUnder(dir: string): string[] {
-  if (!existsSync(dir)) return [];
-  const out: string[] = [];
-  const walk = (d: string): void => {
-    for (const name of readdirSync(d)) {
-      const p = join(d, name);
-      if (lstatSync(p).isDirectory()) walk(p);
-      else out.push(relative(dir, p));
-    }
-  };
-  walk(dir);
-  return out;
-}
 
 describe('security: a camera the dock does not trust', () => {
   it('unenrolled, or enrolled and revoked: refused after HELLO (INGEST_UNENROLLED in the ledger), never asked for a clip, nothing spooled or stored', async () => {

@@ -1,48 +1,28 @@
 // Store faults that strike in the middle of an ingest (test/upload.test.ts has a store
 // down, full, corrupting or refusing from the start): the daemon with simulated
-// cameras, an S3 sink, and a real s3rver behind the fault proxy. While the fault lasts,
+// cameras, an S3 sink, and a real s3rver behind the fault rig.proxy. While the fault lasts,
 // the dock is checked again and again from disk (test/helpers/dockInvariants.ts:
 // every RELEASE in a camera's log came after the ledger's 'stored' for that hash, and
 // the bucket holds that object with that hash); afterwards every clip must be in the
 // bucket once, hashing right, released, and custody must verify against a copy of
 // the bucket.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { S3RVER_CREDS, useS3Rig } from './helpers/s3Rig.js';
 import { Daemon } from '../src/ingest/Daemon.js';
 import type { Alert } from '../src/queue/UploadQueue.js';
 import { parseFaults } from '../src/sim/faults.js';
 import { checkDock, type SinkUnderTest } from './helpers/dockInvariants.js';
-import { startFaultProxy, type FaultProxy } from './helpers/s3FaultProxy.js';
-import { startS3Server, stopAll, type S3Server } from './helpers/s3Server.js';
 
 const BUCKET = 'evidence';
-const CREDS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
 const CAMERAS = 2;
 const CLIPS = 3;
 const CLIP_BYTES = 200_000;
-
-let server: S3Server;
-let proxy: FaultProxy;
-const dirs: string[] = [];
-const daemons: Daemon[] = [];
-let prefixN = 0;
-
-beforeAll(async () => {
-  server = await startS3Server({ buckets: [BUCKET] });
-  proxy = await startFaultProxy(server.endpoint);
-});
-afterEach(async () => {
-  for (const d of daemons.splice(0)) await d.close();
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-  proxy.mode = 'pass';
-  proxy.resetStats();
-});
-afterAll(async () => {
-  await proxy?.close();
-  await stopAll();
-});
+const CREDS = S3RVER_CREDS;
+const rig = useS3Rig([BUCKET]);
+const { dirs, daemons } = rig;
 
 interface Dock {
   daemon: Daemon;
@@ -54,12 +34,12 @@ interface Dock {
 async function dock(): Promise<Dock> {
   const dataDir = mkdtempSync(join(tmpdir(), 'dockside-store-faults-'));
   dirs.push(dataDir);
-  const prefix = `faults${++prefixN}`;
+  const prefix = rig.prefix('faults');
   const daemon = await Daemon.open({
     dataDir,
     hashThreads: 1,
     sink: `s3://${BUCKET}/${prefix}`,
-    s3: { endpoint: proxy.endpoint, credentials: CREDS, maxAttempts: 2 },
+    s3: { endpoint: rig.proxy.endpoint, credentials: CREDS, maxAttempts: 2 },
     upload: { retryBaseMs: 50, retryMaxMs: 300, fullProbeMs: 150 },
     spool: { minFreeBytes: 1024 * 1024 },
     session: { timeoutMs: 200, retries: 8 },
@@ -69,7 +49,7 @@ async function dock(): Promise<Dock> {
   const alerts: Alert[] = [];
   daemon.queue.on('alert', (a) => alerts.push(a));
   // Checked against the store itself, not through the proxy: what is really there.
-  return { daemon, dataDir, sink: { kind: 's3', endpoint: server.endpoint, bucket: BUCKET, prefix }, alerts };
+  return { daemon, dataDir, sink: { kind: 's3', endpoint: rig.server.endpoint, bucket: BUCKET, prefix }, alerts };
 }
 
 async function until(what: string, cond: () => boolean, limitMs = 20_000): Promise<void> {
@@ -130,7 +110,7 @@ async function expectFrozen(d: Dock, ms: number): Promise<void> {
 describe('store faults in the middle of an ingest', () => {
   it('outage: the store drops every connection after the first clip is stored; uploads hold, nothing is released unstored, all are stored once it is back', async () => {
     const d = await dock();
-    d.daemon.queue.once('stored', () => (proxy.mode = 'refuse'));
+    d.daemon.queue.once('stored', () => (rig.proxy.mode = 'refuse'));
     const w = watch(d);
     await d.daemon.start();
     await until('the unreachable alert', () => d.alerts.some((a) => a.kind === 'store-unreachable'));
@@ -140,8 +120,8 @@ describe('store faults in the middle of an ingest', () => {
     await until('every clip pulled and verified', () => d.daemon.store.clips({ state: ['verified', 'uploading', 'stored', 'released'] }).length === CAMERAS * CLIPS);
     await expectFrozen(d, 400);
     expect(d.daemon.summary().stored).toBeLessThan(CAMERAS * CLIPS); // the outage really held clips back
-    expect(proxy.refused).toBeGreaterThan(0);
-    proxy.mode = 'pass';
+    expect(rig.proxy.refused).toBeGreaterThan(0);
+    rig.proxy.mode = 'pass';
     await expectAllStored(d);
     expect(d.alerts.at(-1)?.kind).toBe('resolved');
     const { problems, checks } = await w.stop();
@@ -151,15 +131,15 @@ describe('store faults in the middle of an ingest', () => {
 
   it("full: MinIO's 507 XMinioStorageFull after the first clip; the queue pauses (alerted once), nothing is released unstored, it resumes when space returns", async () => {
     const d = await dock();
-    d.daemon.queue.once('stored', () => (proxy.mode = { status: 507, code: 'XMinioStorageFull', message: 'Storage backend has reached its minimum free drive threshold.' }));
+    d.daemon.queue.once('stored', () => (rig.proxy.mode = { status: 507, code: 'XMinioStorageFull', message: 'Storage backend has reached its minimum free drive threshold.' }));
     const w = watch(d);
     await d.daemon.start();
     await until('the full alert', () => d.alerts.some((a) => a.kind === 'store-full'));
     expect(d.daemon.queue.status().hold?.kind).toBe('store-full');
     await expectFrozen(d, 400);
     expect(d.alerts.filter((a) => a.kind === 'store-full')).toHaveLength(1);
-    expect(proxy.requests.some((r) => r.status === 507)).toBe(true);
-    proxy.mode = 'pass';
+    expect(rig.proxy.requests.some((r) => r.status === 507)).toBe(true);
+    rig.proxy.mode = 'pass';
     await expectAllStored(d);
     const { problems } = await w.stop();
     expect(problems).toEqual([]);
@@ -170,22 +150,22 @@ describe('store faults in the middle of an ingest', () => {
   // too would test s3rver, not the dock.
   it('corrupting: the store keeps other bytes than it was sent for a while; each clip is sent again, none is released on a bad copy, all end stored right', async () => {
     const d = await dock();
-    d.daemon.queue.once('stored', () => (proxy.mode = { corruptPut: /\.bin$/ }));
+    d.daemon.queue.once('stored', () => (rig.proxy.mode = { corruptPut: /\.bin$/ }));
     const w = watch(d);
     await d.daemon.start();
     // Fewer mismatches than the limit per clip: the queue recovers by itself, no operator retry.
     await until('a mismatch alert', () => d.alerts.some((a) => a.kind === 'store-mismatch'));
-    proxy.mode = 'pass';
+    rig.proxy.mode = 'pass';
     await expectAllStored(d);
     expect(d.alerts.filter((a) => a.kind === 'clip-failed')).toEqual([]);
-    expect(proxy.requests.some((r) => r.mode === 'corruptPut')).toBe(true);
+    expect(rig.proxy.requests.some((r) => r.mode === 'corruptPut')).toBe(true);
     const { problems } = await w.stop();
     expect(problems).toEqual([]);
   });
 
   it('slow: a store throttled to 500 kB/s; the uploads take as long as the throttle says, each release waits for its store, and everything is stored', async () => {
     const rate = 500_000;
-    proxy.mode = { slow: rate };
+    rig.proxy.mode = { slow: rate };
     const d = await dock();
     const w = watch(d);
     // Uploads wait until every clip is pulled and verified, so their time is the store's alone.
@@ -193,16 +173,16 @@ describe('store faults in the middle of an ingest', () => {
     await d.daemon.start();
     await until('every clip verified', () => d.daemon.store.clips({ state: 'verified' }).length === CAMERAS * CLIPS);
     let lastStoredMs = 0;
-    d.daemon.queue.on('stored', () => (lastStoredMs = proxy.clockMs()));
-    const resumedMs = proxy.clockMs();
+    d.daemon.queue.on('stored', () => (lastStoredMs = rig.proxy.clockMs()));
+    const resumedMs = rig.proxy.clockMs();
     d.daemon.queue.resume();
     await expectAllStored(d);
     // The uploads' bytes alone need bytes/rate on the lane (the read-backs share it too):
     // a lower bound, which a slow machine only makes easier to meet.
-    const putBytes = proxy.requests.filter((r) => r.method === 'PUT').reduce((n, r) => n + r.bodyBytes, 0);
+    const putBytes = rig.proxy.requests.filter((r) => r.method === 'PUT').reduce((n, r) => n + r.bodyBytes, 0);
     expect(putBytes).toBeGreaterThanOrEqual(CAMERAS * CLIPS * CLIP_BYTES);
     expect(lastStoredMs - resumedMs).toBeGreaterThanOrEqual((0.9 * putBytes * 1000) / rate);
-    expect(proxy.requests.every((r) => r.mode === `slow ${rate} B/s`)).toBe(true);
+    expect(rig.proxy.requests.every((r) => r.mode === `slow ${rate} B/s`)).toBe(true);
     const { problems } = await w.stop();
     expect(problems).toEqual([]);
   });

@@ -3,42 +3,23 @@
 // the store corrupt, fill up, refuse, or go away. Every claim of "stored" is checked
 // against the objects themselves, fetched by plain HTTP.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { S3RVER_CREDS, useS3Rig } from './helpers/s3Rig.js';
 import type { LedgerEntry } from '../src/custody/Ledger.js';
 import type { Sidecar } from '../src/custody/sidecar.js';
 import { Daemon, type DaemonOptions } from '../src/ingest/Daemon.js';
 import type { Alert } from '../src/queue/UploadQueue.js';
 import { parseFaults } from '../src/sim/faults.js';
 import { Flash } from '../src/sim/Flash.js';
-import { startFaultProxy, type FaultProxy } from './helpers/s3FaultProxy.js';
-import { fetchObject, startS3Server, stopAll, type S3Server } from './helpers/s3Server.js';
+import { fetchObject } from './helpers/s3Server.js';
 
 const BUCKET = 'evidence';
-const CREDS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
-
-let server: S3Server;
-let proxy: FaultProxy;
-const dirs: string[] = [];
-const daemons: Daemon[] = [];
-let prefixN = 0;
-
-beforeAll(async () => {
-  server = await startS3Server({ buckets: [BUCKET] });
-  proxy = await startFaultProxy(server.endpoint);
-});
-afterEach(async () => {
-  for (const d of daemons.splice(0)) await d.close();
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-  proxy.mode = 'pass';
-  proxy.resetStats();
-});
-afterAll(async () => {
-  await proxy?.close();
-  await stopAll();
-});
+const CREDS = S3RVER_CREDS;
+const rig = useS3Rig([BUCKET]);
+const { dirs, daemons } = rig;
 
 interface Dock {
   daemon: Daemon;
@@ -50,12 +31,12 @@ interface Dock {
 async function dock(o: { cameras?: number; clips?: number; seed?: number; via?: 'proxy' | 'direct'; upload?: DaemonOptions['upload']; start?: boolean } = {}): Promise<Dock> {
   const dataDir = mkdtempSync(join(tmpdir(), 'dockside-upload-'));
   dirs.push(dataDir);
-  const prefix = `dock${++prefixN}`;
+  const prefix = rig.prefix('dock');
   const daemon = await Daemon.open({
     dataDir,
     hashThreads: 1,
     sink: `s3://${BUCKET}/${prefix}`,
-    s3: { endpoint: (o.via ?? 'proxy') === 'proxy' ? proxy.endpoint : server.endpoint, credentials: CREDS, maxAttempts: 2, multipartAboveBytes: 5 * 1024 * 1024, partSizeBytes: 5 * 1024 * 1024 },
+    s3: { endpoint: (o.via ?? 'proxy') === 'proxy' ? rig.proxy.endpoint : rig.server.endpoint, credentials: CREDS, maxAttempts: 2, multipartAboveBytes: 5 * 1024 * 1024, partSizeBytes: 5 * 1024 * 1024 },
     upload: { retryBaseMs: 50, retryMaxMs: 400, fullProbeMs: 200, ...o.upload },
     spool: { minFreeBytes: 1024 * 1024 },
     session: { timeoutMs: 200, retries: 8 },
@@ -91,8 +72,8 @@ async function expectAllInBucket(d: Dock, expected: number): Promise<void> {
   const clips = d.daemon.store.clips();
   expect(clips).toHaveLength(expected);
   for (const c of clips) {
-    const sidecar = JSON.parse((await fetchObject(server.endpoint, BUCKET, `${d.prefix}/${c.serial}/${c.clipId}.json`)).toString('utf8')) as Sidecar;
-    const obj = await fetchObject(server.endpoint, BUCKET, `${d.prefix}/${c.serial}/${c.clipId}.${c.container}`);
+    const sidecar = JSON.parse((await fetchObject(rig.server.endpoint, BUCKET, `${d.prefix}/${c.serial}/${c.clipId}.json`)).toString('utf8')) as Sidecar;
+    const obj = await fetchObject(rig.server.endpoint, BUCKET, `${d.prefix}/${c.serial}/${c.clipId}.${c.container}`);
     expect(sha(obj)).toBe(sidecar.manifest.sha256);
     expect(sidecar.manifest.clipId).toBe(c.clipId);
   }
@@ -118,7 +99,7 @@ describe('upload queue against a real S3 server', () => {
   });
 
   it('a store that corrupts objects: every clip is caught, alerted, failed after the mismatch limit, kept on the camera; a retry once it is fixed stores and releases them', async () => {
-    proxy.mode = 'corruptPut';
+    rig.proxy.mode = 'corruptPut';
     const d = await dock({ cameras: 1, clips: 2 });
     const summary = await d.daemon.whenIdle();
     expect(summary).toMatchObject({ clips: 2, stored: 0, released: 0, failed: 2 });
@@ -130,7 +111,7 @@ describe('upload queue against a real S3 server', () => {
     expect(ledger(d.dataDir).some((e) => e.event === 'stored' || e.event === 'released')).toBe(false);
     for (const c of d.daemon.store.clips()) expect(existsSync(d.daemon.spool.clipPath(c.serial, c.clipId, c.container))).toBe(true);
 
-    proxy.mode = 'pass';
+    rig.proxy.mode = 'pass';
     expect(d.daemon.queue.retry()).toHaveLength(2);
     expect(await d.daemon.whenIdle()).toMatchObject({ stored: 2, released: 2, failed: 0 });
     await expectAllInBucket(d, 2);
@@ -138,7 +119,7 @@ describe('upload queue against a real S3 server', () => {
   });
 
   it('an outage: the store goes away, uploads hold (alerted) with nothing lost, and resume when it is back', async () => {
-    await server.stop();
+    await rig.server.stop();
     try {
       const d = await dock({ cameras: 2, clips: 2, via: 'direct' });
       await until('the unreachable alert', () => d.alerts.some((a) => a.kind === 'store-unreachable'));
@@ -146,19 +127,19 @@ describe('upload queue against a real S3 server', () => {
       await new Promise((r) => setTimeout(r, 500)); // several probes fail
       expect(d.daemon.queue.status().hold?.kind).toBe('store-unreachable');
       expect(d.daemon.summary()).toMatchObject({ stored: 0, released: 0, failed: 0 });
-      await server.restart();
+      await rig.server.restart();
       expect(await d.daemon.whenIdle()).toMatchObject({ clips: 4, stored: 4, released: 4, failed: 0 });
       expect(d.alerts.at(-1)?.kind).toBe('resolved');
       expect(d.daemon.queue.status().hold).toBeNull();
       await expectAllInBucket(d, 4);
       expectStoredOnce(d.dataDir);
     } finally {
-      if (!(await fetch(server.endpoint).then(() => true, () => false))) await server.restart();
+      if (!(await fetch(rig.server.endpoint).then(() => true, () => false))) await rig.server.restart();
     }
   });
 
   it('a full store pauses the queue (one probe at a time, alerted once) and it resumes by itself when space returns', async () => {
-    proxy.mode = { status: 507, code: 'InsufficientStorage' };
+    rig.proxy.mode = { status: 507, code: 'InsufficientStorage' };
     const d = await dock({ cameras: 2, clips: 2 });
     await until('the full alert', () => d.alerts.some((a) => a.kind === 'store-full'));
     await new Promise((r) => setTimeout(r, 1200)); // several probes at fullProbeMs = 200
@@ -166,7 +147,7 @@ describe('upload queue against a real S3 server', () => {
     expect(d.alerts.filter((a) => a.kind === 'store-full')).toHaveLength(1);
     // while held, one upload at a time probes the store: never a burst of every clip.
     // (The first `concurrency` PUTs may overlap: they started before the first 507 came back.)
-    const puts = proxy.requests.filter((q) => q.method === 'PUT');
+    const puts = rig.proxy.requests.filter((q) => q.method === 'PUT');
     const burst = d.daemon.queue.options.concurrency;
     expect(puts.length).toBeGreaterThan(burst + 1);
     for (let i = burst; i < puts.length; i++) {
@@ -174,21 +155,21 @@ describe('upload queue against a real S3 server', () => {
       expect(puts[i]!.startMs, `probe ${i} overlaps an earlier PUT`).toBeGreaterThanOrEqual(before);
     }
     expect(d.daemon.summary()).toMatchObject({ stored: 0, released: 0, failed: 0 });
-    proxy.mode = 'pass';
+    rig.proxy.mode = 'pass';
     expect(await d.daemon.whenIdle()).toMatchObject({ clips: 4, stored: 4, released: 4, failed: 0 });
     expect(d.alerts.at(-1)?.kind).toBe('resolved');
     await expectAllInBucket(d, 4);
   });
 
   it('a permanent refusal fails each clip with the reason, keeps it spooled and on the camera, and alerts', async () => {
-    proxy.mode = { status: 403, code: 'AccessDenied', message: 'Access Denied' };
+    rig.proxy.mode = { status: 403, code: 'AccessDenied', message: 'Access Denied' };
     const d = await dock({ cameras: 1, clips: 3 });
     const summary = await d.daemon.whenIdle();
     expect(summary).toMatchObject({ clips: 3, stored: 0, released: 0, failed: 3 });
     for (const f of summary.failures) expect(f.reason).toMatch(/^SINK_REFUSED: .*AccessDenied.*queue retry/);
     expect(d.alerts.filter((a) => a.kind === 'clip-failed')).toHaveLength(3);
     // refused once, not hammered: one PUT per clip
-    expect(proxy.requests.filter((q) => q.method === 'PUT')).toHaveLength(3);
+    expect(rig.proxy.requests.filter((q) => q.method === 'PUT')).toHaveLength(3);
     expect(cameras(d.dataDir)[0]!.clips()).toHaveLength(3);
     expect(cameras(d.dataDir)[0]!.releaseMarks()).toHaveLength(0);
     expect(ledger(d.dataDir).filter((e) => e.event === 'upload_failed')).toHaveLength(3);
